@@ -1,0 +1,52 @@
+# kenornir developer entry points. `make test` and `make demo` work on a fresh machine:
+# they create the virtualenv and, as root, install the lab's Debian packages when missing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+N      ?= 5
+ARGS   ?=
+
+.PHONY: setup deps test lint fmt lab lab-down lab-status demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The lab needs sshd and sudo; install them only when missing and only as root.
+deps:
+	@if [ ! -x /usr/sbin/sshd ] || ! command -v sudo >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo >/dev/null; \
+	  else echo "lab needs openssh-server and sudo (run as root to install them)"; fi; \
+	fi
+
+test: setup deps
+	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict kenornir
+
+fmt: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lab: setup deps
+	$(PY) -m tests.lab up --nodes $(N) --arch-mix
+
+lab-down: setup
+	$(PY) -m tests.lab down
+
+lab-status: setup
+	$(PY) -m tests.lab status
+
+demo: lab
+	$(PY) -m tests.lab status
+
+clean: lab-down
+	rm -rf $(VENV) .lab build *.egg-info
