@@ -1,0 +1,358 @@
+"""The `kenornir_ssh` Nornir connection plugin: paramiko logins, exec with timeouts, SFTP."""
+
+from __future__ import annotations
+
+import logging
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import paramiko
+from nornir.core.configuration import Config
+
+from kenornir.hostkeys import HostKeyPolicyName, KnownHostsPolicy
+
+log = logging.getLogger(__name__)
+
+CONNECTION_NAME = "kenornir_ssh"
+# The first stdout line of every wrapped command carries the remote process group id, so an
+# interrupted or timed-out command can be killed on the node, not just abandoned.
+_PGID_MARK = "__kenornir_pgid="
+# Output kept in memory per stream; everything still reaches the line callback (the node log).
+OUTPUT_TAIL_BYTES = 256 * 1024
+_POLL_SECONDS = 0.2
+_KILL_GRACE_SECONDS = 5
+
+StreamName = Literal["stdout", "stderr"]
+LineCallback = Callable[[StreamName, str], None]
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """Run-wide SSH options; every host gets its own copy, overridden by its extras."""
+
+    connect_timeout: float = 10.0
+    keepalive_seconds: int = 15
+    host_key_policy: HostKeyPolicyName = "accept-new"
+    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    command_timeout: float = 1800.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SSHSettings:
+        names = {f.name for f in fields(cls)}
+        chosen = {k: v for k, v in values.items() if k in names and v is not None}
+        if "known_hosts" in chosen:
+            chosen["known_hosts"] = Path(chosen["known_hosts"]).expanduser()
+        return replace(cls(), **chosen)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    dropped_bytes: int = 0  # output beyond OUTPUT_TAIL_BYTES that only the callback saw
+
+
+class ConnectError(Exception):
+    """Login failed. `unreachable` is True when the node never answered at all."""
+
+    def __init__(self, message: str, *, unreachable: bool) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+class CommandInterrupted(Exception):
+    """The run was stopped (Ctrl-C) while a remote command ran; it was killed on the node."""
+
+
+def run_options(configuration: Config | None) -> dict[str, Any]:
+    """kenornir's run-wide options, kept in Nornir's `user_defined` configuration."""
+    if configuration is None:
+        return {}
+    options: dict[str, Any] = configuration.user_defined.get("kenornir", {})
+    return options
+
+
+class _StreamCollector:
+    """Splits one stream into lines for the callback and keeps a bounded tail of it."""
+
+    def __init__(self, name: StreamName, on_line: LineCallback | None) -> None:
+        self.name = name
+        self.on_line = on_line
+        self.partial = b""
+        self.kept = bytearray()
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        self.kept += data
+        if len(self.kept) > OUTPUT_TAIL_BYTES:
+            excess = len(self.kept) - OUTPUT_TAIL_BYTES
+            self.dropped += excess
+            del self.kept[:excess]
+        if self.on_line is None:
+            return
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            self.on_line(self.name, decode(line))
+
+    def finish(self) -> str:
+        if self.partial and self.on_line is not None:
+            self.on_line(self.name, decode(self.partial))
+        self.partial = b""
+        return decode(bytes(self.kept))
+
+
+def decode(data: bytes) -> str:
+    """Remote output as text; bytes that are not UTF-8 are shown escaped, never fatal."""
+    return data.decode("utf-8", errors="backslashreplace").rstrip("\r")
+
+
+class KenornirSSH:
+    """Nornir ConnectionPlugin over paramiko: one SSH transport per host, reused by all stages."""
+
+    def __init__(self) -> None:
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self.settings = SSHSettings()
+        self.sudo = False
+        self.sudo_password: str | None = None
+        self.host = ""
+        self.stop_event: threading.Event | None = None
+
+    @property
+    def connection(self) -> paramiko.SSHClient:
+        if self._client is None:
+            raise paramiko.SSHException("connection is not open")
+        return self._client
+
+    def open(  # noqa: PLR0917 (Nornir's ConnectionPlugin signature)
+        self,
+        hostname: str | None,
+        username: str | None,
+        password: str | None,
+        port: int | None,
+        platform: str | None,
+        extras: dict[str, Any] | None = None,
+        configuration: Config | None = None,
+    ) -> None:
+        # Copies only: the inventory's dicts are shared by every worker thread.
+        host_extras = dict(extras or {})
+        options = run_options(configuration)
+        self.settings = SSHSettings.from_mapping({**options.get("ssh", {}), **host_extras})
+        self.stop_event = options.get("stop_event")
+        self.sudo = bool(host_extras.get("sudo", False))
+        self.host = f"{hostname}:{port or 22}"
+        auth = host_extras.get("auth", "agent")
+        self.sudo_password = password if auth == "password" else None
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(
+            KnownHostsPolicy(self.settings.known_hosts, self.settings.host_key_policy)
+        )
+        timeout = self.settings.connect_timeout
+        try:
+            client.connect(
+                hostname or "",
+                port=port or 22,
+                username=username,
+                password=password if auth == "password" else None,
+                key_filename=host_extras.get("private_key_path") if auth == "privateKey" else None,
+                passphrase=host_extras.get("passphrase"),
+                allow_agent=auth == "agent",
+                look_for_keys=False,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                channel_timeout=timeout,
+            )
+        except BaseException as exc:
+            client.close()
+            if isinstance(exc, Exception):
+                raise classify_connect_error(exc, self.host, timeout) from exc
+            raise
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(self.settings.keepalive_seconds)
+        self._client = client
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        """One SFTP session per connection, opened on first use."""
+        if self._sftp is None:
+            self._sftp = self.connection.open_sftp()
+        return self._sftp
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+        as_root: bool = True,
+    ) -> CommandResult:
+        """Run command on the node (through sudo on sudo hosts when as_root).
+
+        Both streams are read as they arrive, so a chatty stderr never blocks stdout. When the
+        timeout passes or the run is stopped, the remote process group is killed.
+        """
+        limit = self.settings.command_timeout if timeout is None else timeout
+        use_sudo = self.sudo and as_root
+        channel = self._open_channel()
+        ask_password = bool(self.sudo_password)
+        channel.exec_command(wrap_command(command, limit, sudo=use_sudo, ask_password=ask_password))
+        if use_sudo and self.sudo_password:
+            channel.sendall((self.sudo_password + "\n").encode())
+        channel.shutdown_write()
+        stdout = _StreamCollector("stdout", on_line)
+        stderr = _StreamCollector("stderr", on_line)
+        pgid = _PgidReader(stdout)
+        started = time.monotonic()
+        # The node's own `timeout` fires first; the controller's deadline is the fallback.
+        deadline = started + limit + 2 * _KILL_GRACE_SECONDS
+        timed_out = False
+        try:
+            while True:
+                if self.stop_event is not None and self.stop_event.is_set():
+                    self._kill_remote(pgid.value, use_sudo)
+                    raise CommandInterrupted(f"interrupted while running: {command}")
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    self._kill_remote(pgid.value, use_sudo)
+                    break
+                _drain(channel, pgid, stderr)
+                finished = channel.exit_status_ready() and (channel.eof_received or channel.closed)
+                if finished and not (channel.recv_ready() or channel.recv_stderr_ready()):
+                    break
+                select.select([channel], [], [], _POLL_SECONDS)
+            exit_status = -1 if timed_out else channel.recv_exit_status()
+        finally:
+            channel.close()
+        # coreutils timeout exits 124 when it fired on the node (137 when it had to KILL).
+        elapsed = time.monotonic() - started
+        timed_out = timed_out or (exit_status in (124, 137) and elapsed >= limit)
+        return CommandResult(
+            exit_status=exit_status,
+            stdout=pgid.finish(),
+            stderr=stderr.finish(),
+            timed_out=timed_out,
+            dropped_bytes=stdout.dropped + stderr.dropped,
+        )
+
+    def _open_channel(self) -> paramiko.Channel:
+        transport = self.connection.get_transport()
+        if transport is None or not transport.is_active():
+            raise paramiko.SSHException(f"connection to {self.host} is closed")
+        return transport.open_session(timeout=self.settings.connect_timeout)
+
+    def _kill_remote(self, pgid: int | None, use_sudo: bool) -> None:
+        """Terminate the remote command's process group, then kill it after a grace period."""
+        if pgid is None:
+            return
+        kill = (
+            f"kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; true"
+        )
+        if use_sudo:
+            kill = sudo_prefix(bool(self.sudo_password)) + shlex.quote(kill)
+        try:
+            channel = self._open_channel()
+            channel.exec_command(kill)
+            if use_sudo and self.sudo_password:
+                channel.sendall((self.sudo_password + "\n").encode())
+            channel.shutdown_write()
+            channel.settimeout(_KILL_GRACE_SECONDS + 5)
+            channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, OSError) as exc:
+            log.warning("could not stop process group %s on %s: %s", pgid, self.host, exc)
+
+
+class _PgidReader:
+    """Strips the leading process-group line from stdout and remembers the id it names."""
+
+    def __init__(self, stdout: _StreamCollector) -> None:
+        self.stdout = stdout
+        self.value: int | None = None
+        self.head = b""
+
+    def feed(self, data: bytes) -> None:
+        if self.value is None and b"\n" not in self.head + data:
+            self.head += data
+            return
+        if self.value is None:
+            line, _, data = (self.head + data).partition(b"\n")
+            self.head = b""
+            text = line.decode("ascii", errors="replace")
+            if text.startswith(_PGID_MARK) and text[len(_PGID_MARK) :].isdigit():
+                self.value = int(text[len(_PGID_MARK) :])
+            else:
+                data = line + b"\n" + data
+                self.value = 0
+        if data:
+            self.stdout.feed(data)
+
+    def finish(self) -> str:
+        if self.head:
+            self.stdout.feed(self.head)
+        return self.stdout.finish()
+
+
+def _drain(channel: paramiko.Channel, stdout: _PgidReader, stderr: _StreamCollector) -> None:
+    while channel.recv_ready():
+        stdout.feed(channel.recv(65536))
+    while channel.recv_stderr_ready():
+        stderr.feed(channel.recv_stderr(65536))
+
+
+def sudo_prefix(ask_password: bool) -> str:
+    # -S reads the password from stdin; -p '' keeps sudo's prompt out of the output.
+    return "sudo -S -p '' -- /bin/sh -c " if ask_password else "sudo -n -- /bin/sh -c "
+
+
+def wrap_command(command: str, timeout: float, *, sudo: bool, ask_password: bool = False) -> str:
+    """The remote line: report the process group, then run command under coreutils timeout.
+
+    `timeout` makes itself a process group leader, so its pid is the group to kill, and the node
+    itself stops a runaway command even when the controller has gone away.
+    """
+    seconds = max(1, int(timeout))
+    inner = (
+        f"echo {_PGID_MARK}$$; exec timeout -k {_KILL_GRACE_SECONDS} {seconds} "
+        f"/bin/sh -c {shlex.quote(command)}"
+    )
+    if sudo:
+        return sudo_prefix(ask_password) + shlex.quote(inner)
+    return inner
+
+
+def classify_connect_error(exc: Exception, host: str, timeout: float) -> ConnectError:
+    """One line saying why the login failed, and whether the node answered at all."""
+    if isinstance(exc, paramiko.AuthenticationException):
+        return ConnectError(f"authentication failed for {host}: {exc}", unreachable=False)
+    if isinstance(exc, paramiko.BadHostKeyException | paramiko.SSHException) and (
+        "host key" in str(exc)
+    ):
+        return ConnectError(str(exc), unreachable=False)
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return ConnectError(f"connection refused by {host}", unreachable=True)
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return ConnectError(f"no answer from {host} within {timeout:g}s", unreachable=True)
+    if isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower():
+        return ConnectError(f"no SSH banner from {host} within {timeout:g}s", unreachable=True)
+    if isinstance(exc, OSError):
+        return ConnectError(f"cannot reach {host}: {exc.strerror or exc}", unreachable=True)
+    return ConnectError(f"SSH login to {host} failed: {exc}", unreachable=False)
