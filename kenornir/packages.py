@@ -1,0 +1,587 @@
+"""Controller-side keadm packages: download or offline tarball, checksum, cache and safe unpack."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import tarfile
+import tempfile
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal, TypeVar
+
+import requests
+
+from kenornir import __version__
+from kenornir.checksum import ChecksumFormatError, file_digest, parse_sha512_checksum
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_RELEASES_URL = "https://github.com/kubeedge/kubeedge/releases/download"
+DEFAULT_TIMEOUTS = (10.0, 60.0)
+"""(connect, read) seconds; the read timeout bounds each wait for data, not the whole download."""
+
+PackageSource = Literal["download", "cache", "offline"]
+ProgressCallback = Callable[[str, int, int | None], None]
+"""progress(arch, bytes_done, bytes_total or None); called from the download threads."""
+
+_T = TypeVar("_T")
+_CHUNK_BYTES = 256 * 1024
+_BINARY_NAME = "keadm"
+_UNPACK_RECORD_NAME = "keadm.unpacked.json"
+_CANCEL_GRACE_S = 2.0
+_SAFE_PATH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+# Identity encoding: a server that gzips the .tar.gz on the fly would otherwise hand requests a
+# body it decodes, and the digest would no longer be the published one.
+_DOWNLOAD_HEADERS = {"User-Agent": f"kenornir/{__version__}", "Accept-Encoding": "identity"}
+
+
+class PackageError(Exception):
+    """A package could not be prepared; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class KeadmPackage:
+    """A verified keadm release for one arch, unpacked in the controller's cache."""
+
+    version: str
+    arch: str
+    tarball: Path
+    binary: Path
+    binary_size: int
+    binary_sha256: str
+    tarball_sha512: str
+    checksum_verified: bool
+    source: PackageSource
+
+
+def tarball_name(version: str, arch: str) -> str:
+    """Release asset name of the keadm tarball, as upstream publishes it."""
+    return f"keadm-{version}-linux-{arch}.tar.gz"
+
+
+def checksum_name(version: str, arch: str) -> str:
+    """Release asset name of the tarball's sha512 checksum file."""
+    return f"checksum_{tarball_name(version, arch)}.txt"
+
+
+def package_base_url(version: str, base_url: str | None) -> str:
+    """Where the release assets live: `download.url` as given (no version appended), else GitHub."""
+    return base_url.rstrip("/") if base_url else f"{UPSTREAM_RELEASES_URL}/{version}"
+
+
+def default_cache_root() -> Path:
+    """`${XDG_CACHE_HOME:-~/.cache}/kenornir/keadm`."""
+    xdg_cache = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
+    base = Path(xdg_cache) if Path(xdg_cache).is_absolute() else Path.home() / ".cache"
+    return base / "kenornir" / "keadm"
+
+
+def package_cache_dir(cache_root: Path, version: str, arch: str) -> Path:
+    """`ROOT/<ver>/<arch>/`: the downloaded tarball, its checksum and the unpacked binary."""
+    return cache_root / version / arch
+
+
+def prepare_packages(
+    version: str,
+    arches: Sequence[str],
+    *,
+    download: bool,
+    base_url: str | None,
+    offline_dir: Path | None,
+    cache_dir: Path | None = None,
+    verify_checksum: bool = True,
+    progress: ProgressCallback | None = None,
+    session: requests.Session | None = None,
+    timeouts: tuple[float, float] = DEFAULT_TIMEOUTS,
+    retries: int = 3,
+    backoff: float = 1.0,
+) -> dict[str, KeadmPackage]:
+    """Make the keadm binary of every arch available on the controller, one thread per arch.
+
+    Args:
+        version: release tag, with its leading "v" (`v1.22.0`).
+        arches: arches to prepare; empty prepares nothing and touches neither network nor disk.
+        download: fetch from `base_url` (or GitHub), else read `offline_dir`.
+        base_url: `download.url`; None or "" means GitHub's release page for `version`.
+        offline_dir: `offlinePackageDir`, holding `<arch>/NAME` or `NAME`; only read, never written.
+        cache_dir: cache root (default `default_cache_root()`); files go to `ROOT/<ver>/<arch>/`.
+        verify_checksum: when False a download without a published checksum file is used
+            unverified with a warning; a checksum that exists is always checked.
+        progress: download progress per arch, called from worker threads.
+        session: requests session to use (one is created and closed otherwise).
+        timeouts: (connect, read) seconds for every HTTP request.
+        retries: further attempts after a connection error, timeout or 5xx (never after a 4xx).
+        backoff: seconds before the first retry, doubling each time.
+
+    Returns:
+        {arch: KeadmPackage} for every requested arch.
+
+    Raises:
+        PackageError: any arch failed; the message names each failed arch and what to do.
+        KeyboardInterrupt: propagated promptly; no partial file is left at a final path.
+    """
+    wanted = list(dict.fromkeys(arches))
+    if not wanted:
+        return {}
+    _require_path_safe("keadmVersion", version)
+    for arch in wanted:
+        _require_path_safe("arch", arch)
+    if not download and offline_dir is None:
+        raise PackageError(
+            "download is disabled and no offlinePackageDir is set: "
+            "set keadm.offlinePackageDir or enable keadm.download"
+        )
+    cache_root = cache_dir if cache_dir is not None else default_cache_root()
+    cancel = threading.Event()
+    http = session if session is not None else requests.Session()
+    fetcher = _Fetcher(http, timeouts, retries, backoff, cancel, progress)
+
+    def prepare_one(arch: str) -> KeadmPackage:
+        arch_dir = package_cache_dir(cache_root, version, arch)
+        try:
+            if offline_dir is not None and not download:
+                return _prepare_offline(version, arch, offline_dir, arch_dir)
+            base = package_base_url(version, base_url or None)
+            return _prepare_download(
+                fetcher,
+                version,
+                arch,
+                base_url=base,
+                arch_dir=arch_dir,
+                verify_checksum=verify_checksum,
+            )
+        except OSError as exc:
+            raise PackageError(f"{arch}: cannot prepare keadm {version}: {exc}") from exc
+
+    try:
+        return _prepare_concurrently(wanted, prepare_one, cancel)
+    finally:
+        if session is None:
+            http.close()
+
+
+def _require_path_safe(what: str, value: str) -> None:
+    # Both end up as directory names in the cache: nothing may climb out of it.
+    if not _SAFE_PATH_NAME.fullmatch(value):
+        raise PackageError(
+            f"{what} {value!r} cannot name a package: use letters, digits, '.', '_', '+', '-'"
+        )
+
+
+def _prepare_concurrently(
+    arches: list[str], prepare_one: Callable[[str], KeadmPackage], cancel: threading.Event
+) -> dict[str, KeadmPackage]:
+    pool = ThreadPoolExecutor(max_workers=len(arches), thread_name_prefix="keadm-package")
+    futures = {arch: pool.submit(prepare_one, arch) for arch in arches}
+    try:
+        pending: set[Future[KeadmPackage]] = set(futures.values())
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                failure = future.exception()
+                # A PackageError lets the other arches finish (they fill the cache); anything
+                # else, a KeyboardInterrupt from a progress callback included, stops everything.
+                if failure is not None and not isinstance(failure, PackageError):
+                    raise failure
+    except BaseException:
+        # Ctrl-C lands here in the main thread: stop the workers at their next chunk and give
+        # them a moment to delete their partial files, without waiting out a slow server.
+        cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait(futures.values(), timeout=_CANCEL_GRACE_S)
+        raise
+    pool.shutdown()
+    errors = [str(f.exception()) for f in futures.values() if f.exception() is not None]
+    if errors:
+        raise PackageError("; ".join(errors))
+    return {arch: future.result() for arch, future in futures.items()}
+
+
+def _prepare_download(
+    fetcher: _Fetcher,
+    version: str,
+    arch: str,
+    *,
+    base_url: str,
+    arch_dir: Path,
+    verify_checksum: bool,
+) -> KeadmPackage:
+    arch_dir.mkdir(parents=True, exist_ok=True)
+    tarball = arch_dir / tarball_name(version, arch)
+    stored_checksum = arch_dir / checksum_name(version, arch)
+    cached_digest = _verified_cached_tarball(tarball, stored_checksum, arch)
+    if cached_digest is not None:
+        log.info("%s: using cached %s", arch, tarball)
+        return _unpacked_package(
+            version, arch, tarball, cached_digest, verified=True, source="cache"
+        )
+
+    checksum_url = f"{base_url}/{checksum_name(version, arch)}"
+    tarball_url = f"{base_url}/{tarball_name(version, arch)}"
+    expected = fetcher.fetch_checksum(checksum_url, version, arch, required=verify_checksum)
+    log.info("%s: downloading %s", arch, tarball_url)
+    digest = fetcher.download_verified(tarball_url, tarball, expected, version, arch)
+    if expected is not None:
+        # Keeping the verified checksum lets a rerun check the cached tarball with no network
+        # request at all (`prepare` on a connected machine, then an air-gapped run).
+        with _replacing(stored_checksum) as out:
+            out.write(f"{expected}  {tarball.name}\n".encode())
+    verified = expected is not None
+    return _unpacked_package(version, arch, tarball, digest, verified=verified, source="download")
+
+
+def _verified_cached_tarball(tarball: Path, stored_checksum: Path, arch: str) -> str | None:
+    """The cached tarball's sha512 when it matches its stored checksum; else clear both away.
+
+    Clearing means a failed download can never leave an unverified tarball at the final path.
+    """
+    if not tarball.is_file():
+        stored_checksum.unlink(missing_ok=True)
+        return None
+    try:
+        expected: str | None = parse_sha512_checksum(stored_checksum.read_text())
+    except (OSError, ChecksumFormatError):
+        expected = None
+    actual = file_digest(tarball, "sha512") if expected is not None else None
+    if expected is not None and actual == expected:
+        return actual
+    if expected is None:
+        log.info("%s: cached %s has no verified checksum; downloading it again", arch, tarball)
+    else:
+        log.warning(
+            "%s: cached %s is corrupt (sha512 %s, expected %s); downloading it again",
+            arch,
+            tarball,
+            actual,
+            expected,
+        )
+    tarball.unlink(missing_ok=True)
+    stored_checksum.unlink(missing_ok=True)
+    return None
+
+
+def _prepare_offline(version: str, arch: str, offline_dir: Path, arch_dir: Path) -> KeadmPackage:
+    name = tarball_name(version, arch)
+    candidates = [offline_dir / arch / name, offline_dir / name]
+    tarball = next((path for path in candidates if path.is_file()), None)
+    if tarball is None:
+        looked_at = ", ".join(str(path) for path in candidates)
+        raise PackageError(
+            f"{arch}: no offline keadm {version} package; looked at {looked_at}: "
+            "put the release tarball there or enable keadm.download"
+        )
+    digest = file_digest(tarball, "sha512")
+    checksum_file = tarball.with_name(checksum_name(version, arch))
+    verified = checksum_file.is_file()
+    if verified:
+        try:
+            expected = parse_sha512_checksum(checksum_file.read_text())
+        except ChecksumFormatError as exc:
+            raise PackageError(f"{arch}: {checksum_file}: {exc}") from None
+        if digest != expected:
+            raise PackageError(
+                f"{arch}: offline package {tarball} does not match {checksum_file}: "
+                f"expected sha512 {expected}, got {digest}; replace the corrupted file"
+            )
+    else:
+        log.warning(
+            "%s: offline package %s is not verified: no checksum file %s beside it",
+            arch,
+            tarball,
+            checksum_file,
+        )
+    arch_dir.mkdir(parents=True, exist_ok=True)
+    return _unpacked_package(
+        version, arch, tarball, digest, verified=verified, source="offline", arch_dir=arch_dir
+    )
+
+
+class _TransientHTTPError(Exception):
+    """A 5xx answer or a truncated body: worth another attempt."""
+
+
+class _Cancelled(Exception):
+    """Preparation was interrupted in another thread; stop quietly."""
+
+
+_RETRYABLE = (requests.ConnectionError, requests.Timeout, _TransientHTTPError)
+
+
+@dataclass(frozen=True)
+class _Fetcher:
+    """HTTP with timeouts, retries with exponential backoff, progress and cancellation."""
+
+    session: requests.Session
+    timeouts: tuple[float, float]
+    retries: int
+    backoff: float
+    cancel: threading.Event
+    progress: ProgressCallback | None
+
+    def fetch_checksum(self, url: str, version: str, arch: str, *, required: bool) -> str | None:
+        """The published sha512, or None when there is none and it is not `required`."""
+
+        def attempt() -> str | None:
+            self._stop_if_cancelled()
+            with self.session.get(url, timeout=self.timeouts, headers=_DOWNLOAD_HEADERS) as answer:
+                if answer.status_code == 404:
+                    return None
+                _raise_for_status(answer, url, version, arch)
+                return answer.text
+
+        text = self._with_retries(attempt, url, arch)
+        if text is None:
+            if required:
+                raise PackageError(
+                    f"{arch}: release {version} publishes no checksum file: {url} returned 404; "
+                    "fix download.url or disable checksum verification to use it unverified"
+                )
+            log.warning("%s: no checksum file at %s (404); the package is not verified", arch, url)
+            return None
+        try:
+            return parse_sha512_checksum(text)
+        except ChecksumFormatError as exc:
+            raise PackageError(f"{arch}: checksum file {url}: {exc}") from None
+
+    def download_verified(
+        self, url: str, final: Path, expected: str | None, version: str, arch: str
+    ) -> str:
+        """Stream `url` to a partial file beside `final`, rename it only once it verifies."""
+        with _replacing(final) as out:
+            digest = self._with_retries(lambda: self._stream(url, out, version, arch), url, arch)
+            if expected is not None and digest != expected:
+                raise PackageError(
+                    f"{arch}: checksum mismatch for {url}: expected sha512 {expected}, "
+                    f"got {digest}; the download was deleted, check download.url and retry"
+                )
+        return digest
+
+    def _stream(self, url: str, out: IO[bytes], version: str, arch: str) -> str:
+        self._stop_if_cancelled()
+        out.seek(0)
+        out.truncate()
+        with self.session.get(
+            url, stream=True, timeout=self.timeouts, headers=_DOWNLOAD_HEADERS
+        ) as answer:
+            _raise_for_status(answer, url, version, arch)
+            length = answer.headers.get("Content-Length", "")
+            total = int(length) if length.isdigit() else None
+            digest = hashlib.sha512()
+            done = 0
+            self._report(arch, done, total)
+            for chunk in answer.iter_content(_CHUNK_BYTES):
+                self._stop_if_cancelled()
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                self._report(arch, done, total)
+        if total is not None and done != total:
+            raise _TransientHTTPError(f"body ended after {done} of {total} bytes")
+        return digest.hexdigest()
+
+    def _with_retries(self, attempt: Callable[[], _T], url: str, arch: str) -> _T:
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except _RETRYABLE as exc:
+                failures += 1
+                reason = " ".join(str(exc).split())
+                if failures > self.retries:
+                    raise PackageError(
+                        f"{arch}: could not download {url} ({failures} attempts): {reason}; "
+                        "check the network and download.url"
+                    ) from None
+                delay = self.backoff * 2 ** (failures - 1)
+                log.warning(
+                    "%s: %s failed (%s); retry %d of %d in %.2f s",
+                    arch,
+                    url,
+                    reason,
+                    failures,
+                    self.retries,
+                    delay,
+                )
+                if self.cancel.wait(delay):
+                    raise _Cancelled from None
+
+    def _report(self, arch: str, done: int, total: int | None) -> None:
+        if self.progress is not None:
+            self.progress(arch, done, total)
+
+    def _stop_if_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise _Cancelled
+
+
+def _raise_for_status(answer: requests.Response, url: str, version: str, arch: str) -> None:
+    status = answer.status_code
+    if status < 400:
+        return
+    what = f"{url} returned {status} {answer.reason}"
+    if status >= 500:
+        raise _TransientHTTPError(what)
+    if status == 404:
+        raise PackageError(
+            f"{arch}: release {version} has no keadm package for linux/{arch}: {what}; "
+            "check keadmVersion, archGroup and download.url"
+        )
+    raise PackageError(f"{arch}: {what}; check download.url")
+
+
+@contextmanager
+def _replacing(final: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """Write a `.part` file beside `final`; it replaces `final` only if the block succeeds."""
+    descriptor, part_name = tempfile.mkstemp(
+        dir=final.parent, prefix=f"{final.name}.", suffix=".part"
+    )
+    part = Path(part_name)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            yield out
+        part.chmod(mode)
+        part.replace(final)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _UnpackRecord:
+    """What was unpacked: which tarball produced the binary and the binary's digest then."""
+
+    tarball_sha512: str
+    binary_sha256: str
+
+
+def _unpacked_package(
+    version: str,
+    arch: str,
+    tarball: Path,
+    tarball_sha512: str,
+    *,
+    verified: bool,
+    source: PackageSource,
+    arch_dir: Path | None = None,
+) -> KeadmPackage:
+    """The package with its binary in `arch_dir` (default: beside the tarball).
+
+    A binary already there is reused only when it is still what this very tarball unpacked to.
+    """
+    arch_dir = arch_dir if arch_dir is not None else tarball.parent
+    binary = arch_dir / _BINARY_NAME
+    record_path = arch_dir / _UNPACK_RECORD_NAME
+    record = _read_unpack_record(record_path)
+    if (
+        record is not None
+        and record.tarball_sha512 == tarball_sha512
+        and binary.is_file()
+        and file_digest(binary, "sha256") == record.binary_sha256
+    ):
+        binary_sha256 = record.binary_sha256
+    else:
+        binary_sha256 = _unpack_keadm(tarball, binary, version, arch)
+        record_text = json.dumps({"tarball_sha512": tarball_sha512, "binary_sha256": binary_sha256})
+        with _replacing(record_path) as out:
+            out.write(record_text.encode())
+    return KeadmPackage(
+        version=version,
+        arch=arch,
+        tarball=tarball,
+        binary=binary,
+        binary_size=binary.stat().st_size,
+        binary_sha256=binary_sha256,
+        tarball_sha512=tarball_sha512,
+        checksum_verified=verified,
+        source=source,
+    )
+
+
+def _read_unpack_record(path: Path) -> _UnpackRecord | None:
+    try:
+        fields = json.loads(path.read_text())
+        return _UnpackRecord(str(fields["tarball_sha512"]), str(fields["binary_sha256"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _unpack_keadm(tarball: Path, binary: Path, version: str, arch: str) -> str:
+    """Write the package's keadm to `binary` (0755) after checking every member is safe."""
+    root = f"keadm-{version}-linux-{arch}"
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
+            member = _safe_keadm_member(archive.getmembers(), root, tarball, arch)
+            source = archive.extractfile(member)
+            if source is None:  # only for non-regular members, which were refused above
+                raise PackageError(f"{arch}: {tarball}: {member.name} has no content")
+            digest = hashlib.sha256()
+            with source, _replacing(binary, mode=0o755) as out:
+                while chunk := source.read(_CHUNK_BYTES):
+                    out.write(chunk)
+                    digest.update(chunk)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise PackageError(
+            f"{arch}: {tarball} is not a readable tar.gz ({exc}); replace it and prepare again"
+        ) from None
+    return digest.hexdigest()
+
+
+def _safe_keadm_member(
+    members: list[tarfile.TarInfo], root: str, tarball: Path, arch: str
+) -> tarfile.TarInfo:
+    """The `ROOT/keadm/keadm` member, once every member has been checked; refuse the package whole.
+
+    Only that one member is ever extracted, by hand, so tarfile's extraction filters never
+    come into play; the checks here are what keeps a hostile package out.
+    """
+    wanted = f"{root}/keadm/{_BINARY_NAME}"
+    found: tarfile.TarInfo | None = None
+    for member in members:
+        problem = _unsafe_member_reason(member, root)
+        if problem is not None:
+            raise PackageError(
+                f"{arch}: refusing unsafe package {tarball}: member {member.name!r} {problem}; "
+                "nothing was unpacked"
+            )
+        if _member_path(member) == wanted:
+            if found is not None:
+                raise PackageError(f"{arch}: refusing package {tarball}: {wanted} appears twice")
+            found = member
+    if found is None or not found.isfile():
+        raise PackageError(
+            f"{arch}: package {tarball} has no regular file {wanted}: "
+            "is it a keadm release tarball for this version and arch?"
+        )
+    return found
+
+
+def _member_path(member: tarfile.TarInfo) -> str:
+    return "/".join(part for part in member.name.split("/") if part not in ("", "."))
+
+
+def _unsafe_member_reason(member: tarfile.TarInfo, root: str) -> str | None:
+    if member.name.startswith("/"):
+        return "has an absolute path"
+    if ".." in member.name.split("/"):
+        return "climbs out of the package with '..'"
+    if member.issym():
+        return f"is a symbolic link to {member.linkname!r}"
+    if member.islnk():
+        return f"is a hard link to {member.linkname!r}"
+    if member.isdev():
+        return "is a device or fifo"
+    if not (member.isfile() or member.isdir()):
+        return "is neither a regular file nor a directory"
+    if _member_path(member).split("/")[0] != root:
+        return f"lies outside {root}/"
+    return None
