@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import paramiko
 from nornir.core.configuration import Config
+from nornir.core.task import Task
 
 from kenornir.hostkeys import HostKeyPolicyName, KnownHostsPolicy
 
@@ -356,3 +357,12 @@ def classify_connect_error(exc: Exception, host: str, timeout: float) -> Connect
     if isinstance(exc, OSError):
         return ConnectError(f"cannot reach {host}: {exc.strerror or exc}", unreachable=True)
     return ConnectError(f"SSH login to {host} failed: {exc}", unreachable=False)
+
+
+def node_ssh(task: Task) -> KenornirSSH:
+    """The host's open kenornir_ssh connection, opened with the run's options on first use."""
+    task.host.get_connection(CONNECTION_NAME, task.nornir.config)
+    plugin = task.host.connections[CONNECTION_NAME]
+    if not isinstance(plugin, KenornirSSH):
+        raise TypeError(f"{CONNECTION_NAME} is not kenornir's connection plugin")
+    return plugin

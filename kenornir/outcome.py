@@ -1,0 +1,63 @@
+"""What happened to one node: its status, the stage that failed, and why."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    OK = "ok"
+    FAILED = "failed"  # the node answered, then something went wrong (auth included)
+    UNREACHABLE = "unreachable"  # the node never answered
+    INTERRUPTED = "interrupted"  # it was running when the run was stopped
+    SKIPPED = "skipped"  # it never started
+
+
+class Stage(StrEnum):
+    CONNECT = "connect"
+    ARCH = "arch"
+    STAGE_DIR = "stage-dir"
+    UPLOAD = "upload"
+    PRE_RUN = "pre-run"
+    KEADM = "keadm"
+    POST_RUN = "post-run"
+
+
+class StageFailed(Exception):
+    """A node stage failed; the message is the one-line reason shown in the summary."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: Status = Status.FAILED,
+        exit_code: int | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.exit_code = exit_code
+
+
+@dataclass
+class NodeOutcome:
+    """The node record written to events.jsonl and report.json (see DESIGN.md)."""
+
+    node: str
+    address: str
+    arch: str | None = None
+    status: Status = Status.SKIPPED
+    stage: Stage | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    changed: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["status"] = str(self.status)
+        record["stage"] = None if self.stage is None else str(self.stage)
+        record["duration_s"] = round(self.duration_s, 3)
+        return record

@@ -1,0 +1,124 @@
+"""join_node: one node's whole job, stage by stage, ending in a NodeOutcome."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import paramiko
+from nornir.core.exceptions import NornirSubTaskError
+from nornir.core.task import Result, Task
+
+from kenornir.connection import CommandInterrupted, ConnectError, run_options
+from kenornir.nodelog import node_logger
+from kenornir.outcome import NodeOutcome, Stage, StageFailed, Status
+from kenornir.tasks.command import run_keadm
+from kenornir.tasks.connect import connect
+from kenornir.tasks.facts import detect_arch
+from kenornir.tasks.hooks import post_run, pre_run
+from kenornir.tasks.transfer import STAGING_DIR, FileToSend, dir_files, stage_dir, upload_files
+
+
+class PreparedBinary(Protocol):
+    """What join_node needs of a prepared package (kenornir.packages.KeadmPackage)."""
+
+    @property
+    def binary_path(self) -> Path: ...
+
+    @property
+    def binary_sha256(self) -> str: ...
+
+
+def _failure(exc: BaseException) -> tuple[Status, str, int | None]:
+    """Status, one-line reason and exit code for whatever a stage raised."""
+    if isinstance(exc, ConnectError):
+        return (Status.UNREACHABLE if exc.unreachable else Status.FAILED), str(exc), None
+    if isinstance(exc, StageFailed):
+        return exc.status, exc.reason, exc.exit_code
+    if isinstance(exc, CommandInterrupted):
+        return Status.INTERRUPTED, str(exc), None
+    if isinstance(exc, paramiko.SSHException | OSError | EOFError):
+        return Status.FAILED, f"SSH connection lost: {exc or type(exc).__name__}", None
+    return Status.FAILED, f"internal error: {type(exc).__name__}: {exc}", None
+
+
+def _stop_requested(task: Task) -> bool:
+    event = run_options(task.nornir.config).get("stop_event")
+    return bool(event is not None and event.is_set())
+
+
+def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) -> Result:
+    """Bring one node through connect, arch, stage dir, upload, pre-run, keadm, post-run.
+
+    Args:
+        packages: the prepared keadm binary per arch; may be empty when the node has keadmBinDir.
+    Returns:
+        Result whose `result` is the node's NodeOutcome; failed unless the node is ok or skipped.
+    """
+    host = task.host
+    outcome = NodeOutcome(node=host.name, address=f"{host.hostname}:{host.port or 22}")
+    if _stop_requested(task):
+        outcome.reason = "run interrupted before this node started"
+        return Result(host=host, result=outcome, failed=False)
+    log = node_logger(host.name)
+    started = time.monotonic()
+    stage = Stage.CONNECT
+
+    def step(this_stage: Stage, subtask: Callable[..., Result], **kwargs: Any) -> Any:
+        nonlocal stage
+        stage = this_stage
+        if _stop_requested(task):
+            raise CommandInterrupted("run interrupted")
+        log.info("stage %s", this_stage)
+        return task.run(task=subtask, name=str(this_stage), **kwargs)[0].result
+
+    try:
+        step(Stage.CONNECT, connect)
+        outcome.arch = step(Stage.ARCH, detect_arch)
+        step(Stage.STAGE_DIR, stage_dir)
+        files = _files_for(host.data, packages or {}, outcome.arch)
+        outcome.changed += step(Stage.UPLOAD, upload_files, files=files)
+        if host.data["pre_run"]:
+            step(Stage.PRE_RUN, pre_run)
+        workdir, sha = _keadm_location(host.data, packages or {}, outcome.arch)
+        outcome.exit_code = step(Stage.KEADM, run_keadm, workdir=workdir, binary_sha256=sha)
+        if host.data["post_run"]:
+            step(Stage.POST_RUN, post_run)
+        outcome.status = Status.OK
+    except (NornirSubTaskError, CommandInterrupted) as error:
+        cause = error.result[0].exception if isinstance(error, NornirSubTaskError) else error
+        outcome.status, outcome.reason, outcome.exit_code = _failure(cause or error)
+        outcome.stage = stage
+        if outcome.status is Status.FAILED and stage is Stage.POST_RUN:
+            outcome.reason = f"{outcome.reason} (keadm itself succeeded)"
+        log.log(logging.ERROR, "%s at stage %s: %s", outcome.status, stage, outcome.reason)
+    finally:
+        outcome.duration_s = time.monotonic() - started
+        host.close_connections()
+    failed = outcome.status not in (Status.OK, Status.SKIPPED)
+    return Result(host=host, result=outcome, failed=failed, changed=bool(outcome.changed))
+
+
+def _files_for(
+    data: Mapping[str, Any], packages: Mapping[str, PreparedBinary], arch: str
+) -> list[FileToSend]:
+    files = dir_files(Path(data["copy_from"])) if data["copy_from"] else []
+    if data["keadm_bin_dir"] is None:
+        package = packages[arch]
+        keadm = FileToSend(
+            package.binary_path, f"{STAGING_DIR}/keadm", sha256=package.binary_sha256
+        )
+        files.append(keadm)
+    return files
+
+
+def _keadm_location(
+    data: Mapping[str, Any], packages: Mapping[str, PreparedBinary], arch: str
+) -> tuple[str, str | None]:
+    """Where keadm runs, and the sha256 it must have there (None: the node's own keadm)."""
+    if data["keadm_bin_dir"] is not None:
+        return data["keadm_bin_dir"], None
+    return STAGING_DIR, packages[arch].binary_sha256

@@ -1,0 +1,182 @@
+"""Files onto the node: the staging dir, uploads that skip unchanged files, and copyFrom."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import posixpath
+import shlex
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from nornir.core.task import Result, Task
+
+from kenornir.connection import CommandInterrupted, KenornirSSH, node_ssh
+from kenornir.nodelog import node_logger
+from kenornir.outcome import StageFailed
+
+STAGING_DIR = "/tmp/kubeedge/keadm"  # upstream's path: keadm's --pre-run=./x.sh relies on it
+_PART_SUFFIX = ".kenornir-part"
+
+
+@dataclass(frozen=True)
+class FileToSend:
+    local: Path
+    remote: str
+    mode: int = 0o755
+    sha256: str | None = None  # known digest (a verified package) saves hashing it again
+
+
+@functools.cache
+def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def local_sha256(path: Path) -> str:
+    """sha256 of a local file, computed once per run for every node that receives it."""
+    info = path.stat()
+    return _cached_sha256(path.resolve(), info.st_size, info.st_mtime_ns)
+
+
+def stage_dir(task: Task, path: str = STAGING_DIR) -> Result:
+    """Create the staging dir, refusing one that another user could tamper with.
+
+    /tmp is shared on the node: a dir (or any parent under /tmp) that is a symlink, owned by
+    someone else or writable by others would let another user swap keadm before it runs.
+    """
+    ssh = node_ssh(task)
+    parts = path.strip("/").split("/")
+    # Each dir below the top one (/tmp itself is root's, sticky and world-writable by design).
+    chain = ["/" + "/".join(parts[:n]) for n in range(2, len(parts) + 1)]
+    quoted = " ".join(shlex.quote(p) for p in chain)
+    script = (
+        f"existed=1; [ -d {shlex.quote(path)} ] || existed=0; "
+        f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; id -u; echo $existed; "
+        f"stat -c '%u %f %n' -- {quoted}"
+    )
+    output = ssh.run(script, as_root=False)
+    if output.exit_status != 0:
+        raise StageFailed(f"cannot create {path}: {output.stderr.strip() or 'mkdir failed'}")
+    uid_line, existed, *entries = output.stdout.splitlines()
+    for entry in entries:
+        owner, mode_hex, name = entry.split(" ", 2)
+        mode = int(mode_hex, 16)
+        if stat.S_ISLNK(mode):
+            raise StageFailed(f"{name} is a symlink; refusing to stage files through it")
+        if owner != uid_line.strip():
+            raise StageFailed(f"{name} is owned by uid {owner}, not the login user; remove it")
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise StageFailed(f"{name} is writable by group or others; remove it")
+    return Result(host=task.host, result=path, changed=existed.strip() == "0")
+
+
+def _remote_state(ssh: KenornirSSH, remotes: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """(sha256, mode) of those remote files that exist, in one round trip."""
+    names = " ".join(shlex.quote(r) for r in remotes)
+    output = ssh.run(
+        f"sha256sum -- {names} 2>/dev/null; echo ---; stat -c '%a %n' -- {names} 2>/dev/null; true",
+        as_root=False,
+    )
+    digests_part, _, modes_part = output.stdout.partition("---\n")
+    digests = {}
+    for line in digests_part.splitlines():
+        digest, _, name = line.partition("  ")
+        digests[name] = digest
+    state = {}
+    for line in modes_part.splitlines():
+        mode, _, name = line.partition(" ")
+        if name in digests:
+            state[name] = (digests[name], int(mode, 8))
+    return state
+
+
+def _interruptible(ssh: KenornirSSH, name: str) -> Callable[[int, int], None]:
+    def progress(sent: int, total: int) -> None:
+        if ssh.stop_event is not None and ssh.stop_event.is_set():
+            raise CommandInterrupted(f"interrupted while uploading {name}")
+
+    return progress
+
+
+def _free_space_hint(ssh: KenornirSSH, remote: str) -> str:
+    output = ssh.run(
+        f"df -Pk -- {shlex.quote(posixpath.dirname(remote))} | tail -n 1", as_root=False
+    )
+    fields = output.stdout.split()
+    return f" ({fields[3]} KiB free on {fields[5]})" if len(fields) >= 6 else ""
+
+
+def _send(ssh: KenornirSSH, item: FileToSend) -> None:
+    """Upload to a temporary name, set the mode, then rename: the final path is never partial."""
+    part = item.remote + _PART_SUFFIX
+    try:
+        with item.local.open("rb") as data:
+            ssh.sftp.putfo(data, part, callback=_interruptible(ssh, item.remote), confirm=True)
+        ssh.sftp.chmod(part, item.mode)
+        ssh.sftp.posix_rename(part, item.remote)
+    except BaseException as exc:
+        # The part file may never have been created; the error below is what matters.
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            ssh.sftp.remove(part)
+        if isinstance(exc, OSError | paramiko.SSHException):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StageFailed(
+                f"upload of {item.local.name} to {item.remote} failed: {reason}"
+                + _free_space_hint(ssh, item.remote)
+            ) from exc
+        raise
+
+
+def upload_files(task: Task, files: Sequence[FileToSend]) -> Result:
+    """Upload files, skipping those whose remote sha256 and mode already match.
+
+    Returns:
+        Result with `result` the list of remote paths written or re-moded; changed when any.
+    """
+    if not files:
+        return Result(host=task.host, result=[], changed=False)
+    ssh = node_ssh(task)
+    log = node_logger(task.host.name)
+    remote_state = _remote_state(ssh, [f.remote for f in files])
+    changed = []
+    for item in files:
+        wanted = item.sha256 or local_sha256(item.local)
+        digest, mode = remote_state.get(item.remote, ("", 0))
+        if digest == wanted and mode == item.mode:
+            log.info("unchanged: %s", item.remote)
+            continue
+        if digest == wanted:
+            ssh.sftp.chmod(item.remote, item.mode)
+            log.info("mode set: %s %o", item.remote, item.mode)
+        else:
+            _send(ssh, item)
+            log.info("uploaded: %s (%d bytes)", item.remote, item.local.stat().st_size)
+        changed.append(item.remote)
+    return Result(host=task.host, result=changed, changed=bool(changed))
+
+
+def upload(task: Task, local: Path, remote: str, mode: int = 0o755) -> Result:
+    """Upload one file (see upload_files)."""
+    return upload_files(task, [FileToSend(local, remote, mode)])
+
+
+def dir_files(local_dir: Path, remote_dir: str = STAGING_DIR) -> list[FileToSend]:
+    """copyFrom semantics: every file in local_dir, flat into remote_dir, mode 0755."""
+    return [
+        FileToSend(path, posixpath.join(remote_dir, path.name))
+        for path in sorted(local_dir.iterdir())
+        if path.is_file()
+    ]
+
+
+def upload_dir(task: Task, local_dir: Path, remote_dir: str = STAGING_DIR) -> Result:
+    """Upload every file of local_dir (copyFrom) flat into remote_dir."""
+    return upload_files(task, dir_files(local_dir, remote_dir))
