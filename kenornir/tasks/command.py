@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 
 from nornir.core.task import Result, Task
@@ -9,27 +10,28 @@ from nornir.core.task import Result, Task
 from kenornir.connection import CommandResult, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
+from kenornir.template import remote_command_line
 
 # Exit status of the guard that refuses a keadm binary altered after it was uploaded.
 BINARY_CHANGED_EXIT = 197
 
 
 def keadm_command_line(keadm_cmd: str, workdir: str, binary_sha256: str | None = None) -> str:
-    """`cd <dir> && ./keadm <cmd>` as upstream runs it (`yes |` before reset, which asks).
+    """The remote line (template.remote_command_line), guarded by the binary's sha256 if given.
 
-    With binary_sha256 the node checks the binary right before running it, in the same shell,
-    so nothing can swap it in between.
+    The guard runs in the same shell right before keadm, so nothing can swap the binary between
+    the check and the run.
     """
-    words = keadm_cmd.split()
-    keadm = f"yes | ./keadm {keadm_cmd}" if words[:1] == ["reset"] else f"./keadm {keadm_cmd}"
-    line = f"cd {shlex.quote(workdir)} && "
-    if binary_sha256 is not None:
-        line += (
-            f"{{ echo '{binary_sha256}  keadm' | sha256sum --check --status || "
-            f"{{ echo 'kenornir: keadm on the node is not the uploaded binary' >&2; "
-            f"exit {BINARY_CHANGED_EXIT}; }}; }} && "
-        )
-    return line + keadm
+    line = remote_command_line(keadm_cmd, workdir)
+    if binary_sha256 is None:
+        return line
+    binary = shlex.quote(posixpath.join(workdir, "keadm"))
+    guard = (
+        f"{{ printf '%s  %s\\n' {binary_sha256} {binary} | sha256sum --check --status || "
+        f"{{ echo 'kenornir: keadm on the node is not the uploaded binary' >&2; "
+        f"exit {BINARY_CHANGED_EXIT}; }}; }}"
+    )
+    return f"{guard} && {line}"
 
 
 def last_line(output: CommandResult) -> str:

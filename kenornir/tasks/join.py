@@ -26,7 +26,7 @@ class PreparedBinary(Protocol):
     """What join_node needs of a prepared package (kenornir.packages.KeadmPackage)."""
 
     @property
-    def binary_path(self) -> Path: ...
+    def binary(self) -> Path: ...
 
     @property
     def binary_sha256(self) -> str: ...
@@ -108,9 +108,7 @@ def _files_for(
     files = dir_files(Path(data["copy_from"])) if data["copy_from"] else []
     if data["keadm_bin_dir"] is None:
         package = packages[arch]
-        keadm = FileToSend(
-            package.binary_path, f"{STAGING_DIR}/keadm", sha256=package.binary_sha256
-        )
+        keadm = FileToSend(package.binary, f"{STAGING_DIR}/keadm", sha256=package.binary_sha256)
         files.append(keadm)
     return files
 

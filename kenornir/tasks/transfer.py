@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import posixpath
 import shlex
 import stat
@@ -15,6 +14,7 @@ from pathlib import Path
 import paramiko
 from nornir.core.task import Result, Task
 
+from kenornir.checksum import file_digest
 from kenornir.connection import CommandInterrupted, KenornirSSH, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
@@ -33,11 +33,8 @@ class FileToSend:
 
 @functools.cache
 def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    # size and mtime are part of the key so an edited file is hashed again.
+    return file_digest(path, "sha256")
 
 
 def local_sha256(path: Path) -> str:

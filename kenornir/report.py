@@ -1,0 +1,293 @@
+"""Run outputs: live node lines, per-node logs, events.jsonl, report.json, summary, exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from nornir.core.inventory import Host
+from nornir.core.task import AggregatedResult, MultiResult, Task
+
+from kenornir.nodelog import NODE_LOGGER_PREFIX, node_logger
+from kenornir.outcome import NodeOutcome, Stage, Status
+from kenornir.template import mask_secrets
+
+EXIT_OK = 0
+EXIT_NODES_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PREPARE_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+RUNS_ROOT = Path("kenornir-runs")
+LATEST_LINK = "latest"
+EVENTS_FILE = "events.jsonl"
+REPORT_FILE = "report.json"
+RUN_LOG_FILE = "run.log"
+_STAGE_NAMES = {str(s) for s in Stage}
+
+
+def new_run_dir(run_dir: Path | None, runs_root: Path = RUNS_ROOT) -> Path:
+    """`run_dir` itself when given, else a new `<runs_root>/<UTC timestamp>/` plus `latest`."""
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    runs_root.mkdir(parents=True, exist_ok=True)
+    path = runs_root / stamp
+    suffix = 1
+    while path.exists():  # two runs in the same second
+        suffix += 1
+        path = runs_root / f"{stamp}-{suffix}"
+    path.mkdir()
+    latest = runs_root / LATEST_LINK
+    temporary = runs_root / f".{LATEST_LINK}.{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(path.name)
+    temporary.replace(latest)  # atomic: `latest` never points nowhere
+    return path
+
+
+class _MaskingFormatter(logging.Formatter):
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%dT%H:%M:%S")
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record), self.secrets)
+
+
+def route_library_logs(run_log: Path, secrets: Sequence[str]) -> Callable[[], None]:
+    """Send nornir's and paramiko's loggers to the run log, never to the terminal.
+
+    Returns the function that undoes it.
+    """
+    handler = logging.FileHandler(run_log, encoding="utf-8")
+    handler.setFormatter(_MaskingFormatter(secrets))
+    saved = []
+    for name in ("nornir", "paramiko", "kenornir"):
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate, logger.level))
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+    node_root = logging.getLogger(NODE_LOGGER_PREFIX)
+    saved.append((node_root, node_root.propagate, node_root.level))
+    node_root.propagate = False  # node lines go to node logs only
+
+    def restore() -> None:
+        for logger, propagate, level in saved:
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            logger.setLevel(level)
+        handler.close()
+
+    return restore
+
+
+class Terminal:
+    """Serialises what the run prints, one whole line at a time, from any worker thread."""
+
+    def __init__(self, stream: TextIO | None, secrets: Sequence[str]) -> None:
+        self.stream = stream
+        self.secrets = secrets
+        self.lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        if self.stream is None:
+            return
+        with self.lock:
+            self.stream.write(mask_secrets(text, self.secrets) + "\n")
+            self.stream.flush()
+
+
+@dataclass
+class RunRecorder:
+    """Nornir processor: node logs, live lines and events.jsonl, as nodes go.
+
+    Thread-safe: the runner calls it from every worker thread at once.
+    """
+
+    run_dir: Path
+    terminal: Terminal
+    outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _handlers: dict[str, logging.Handler] = field(default_factory=dict)
+    _stage_started: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def task_started(self, task: Task) -> None:
+        pass
+
+    def task_completed(self, task: Task, result: AggregatedResult) -> None:
+        pass
+
+    def task_instance_started(self, task: Task, host: Host) -> None:
+        handler = logging.FileHandler(self.run_dir / f"{host.name}.log", encoding="utf-8")
+        handler.setFormatter(_MaskingFormatter(host.data.get("secrets", [])))
+        logger = node_logger(host.name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        with self._lock:
+            self._handlers[host.name] = handler
+        logger.info("node %s (%s:%s) started", host.name, host.hostname, host.port or 22)
+
+    def subtask_instance_started(self, task: Task, host: Host) -> None:
+        if task.name not in _STAGE_NAMES:
+            return
+        with self._lock:
+            self._stage_started[(host.name, task.name)] = time.monotonic()
+        self.terminal.line(f"{host.name}: {task.name}")
+
+    def subtask_instance_completed(self, task: Task, host: Host, result: MultiResult) -> None:
+        if task.name not in _STAGE_NAMES:
+            return
+        with self._lock:
+            began = self._stage_started.pop((host.name, task.name), time.monotonic())
+        verdict = "failed" if result.failed else "done"
+        node_logger(host.name).info(
+            "stage %s %s in %.2fs", task.name, verdict, time.monotonic() - began
+        )
+
+    def task_instance_completed(self, task: Task, host: Host, result: MultiResult) -> None:
+        outcome = outcome_of(host, result)
+        logger = node_logger(host.name)
+        logger.info(
+            "node %s: %s%s",
+            host.name,
+            outcome.status,
+            f" ({outcome.reason})" if outcome.reason else "",
+        )
+        with self._lock:
+            self.outcomes[host.name] = outcome
+            handler = self._handlers.pop(host.name, None)
+            append_event(self.run_dir, outcome.to_record(), host.data.get("secrets", []))
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
+        self.terminal.line(outcome_line(outcome))
+
+
+def outcome_of(host: Host, result: MultiResult) -> NodeOutcome:
+    """The node's outcome: join_node's own, or one made from any other task's result."""
+    if result and isinstance(result[0].result, NodeOutcome):
+        return result[0].result
+    failed = result.failed
+    reason = None
+    if failed:
+        errors = [r.exception for r in result if r.exception is not None]
+        reason = str(errors[-1]) if errors else "task failed"
+    return NodeOutcome(
+        node=host.name,
+        address=f"{host.hostname}:{host.port or 22}",
+        status=Status.FAILED if failed else Status.OK,
+        reason=reason,
+        changed=["(changed)"] if result.changed else [],
+    )
+
+
+def outcome_line(outcome: NodeOutcome) -> str:
+    line = f"{outcome.node}: {outcome.status}"
+    if outcome.stage is not None:
+        line += f" at {outcome.stage}"
+    if outcome.reason and outcome.status is not Status.OK:
+        line += f": {outcome.reason}"
+    return line + f" ({outcome.duration_s:.1f}s)"
+
+
+def append_event(run_dir: Path, record: Mapping[str, Any], secrets: Sequence[str]) -> None:
+    """Append one line to events.jsonl and flush it to disk: a crash loses nothing recorded."""
+    line = mask_secrets(json.dumps(record, sort_keys=True), secrets) + "\n"
+    with (run_dir / EVENTS_FILE).open("a", encoding="utf-8") as events:
+        events.write(line)
+        events.flush()
+        os.fsync(events.fileno())
+
+
+def exit_code(outcomes: Iterable[NodeOutcome], interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    bad = {Status.FAILED, Status.UNREACHABLE, Status.INTERRUPTED}
+    return EXIT_NODES_FAILED if any(o.status in bad for o in outcomes) else EXIT_OK
+
+
+def write_report(run_dir: Path, report: Mapping[str, Any], secrets: Sequence[str]) -> Path:
+    path = run_dir / REPORT_FILE
+    temporary = run_dir / f".{REPORT_FILE}.tmp"
+    temporary.write_text(mask_secrets(json.dumps(report, indent=2), secrets) + "\n", "utf-8")
+    temporary.replace(path)
+    return path
+
+
+def totals(outcomes: Iterable[NodeOutcome]) -> dict[str, int]:
+    counted = Counter(str(o.status) for o in outcomes)
+    return {str(s): counted.get(str(s), 0) for s in Status}
+
+
+def summary_table(outcomes: Sequence[NodeOutcome], run_dir: Path) -> str:
+    """The end-of-run table: one row per node, totals, and where the logs are."""
+    header = ("NODE", "ADDRESS", "ARCH", "STATUS", "STAGE", "TIME", "REASON")
+    rows = [
+        (
+            o.node,
+            o.address,
+            o.arch or "-",
+            str(o.status),
+            str(o.stage) if o.stage else "-",
+            f"{o.duration_s:.1f}s",
+            (o.reason or "") if o.status is not Status.OK else "",
+        )
+        for o in outcomes
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in [header, *rows]
+    ]
+    counts = ", ".join(f"{n} {s}" for s, n in totals(outcomes).items() if n)
+    lines.append("")
+    lines.append(f"{len(outcomes)} nodes: {counts or 'none'}")
+    lines.append(f"logs and report: {run_dir}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def failed_nodes_of(run_dir: Path) -> list[str]:
+    """Nodes of a run to rerun: selected there and not recorded as ok.
+
+    report.json when present; else events.jsonl, where a selected node without a record
+    (the run died before it finished) counts as not ok.
+    """
+    report_path = run_dir / REPORT_FILE
+    if report_path.exists():
+        report = json.loads(report_path.read_text("utf-8"))
+        chosen = set(report["selection"]["nodes"])
+        return [n["node"] for n in report["nodes"] if n["node"] in chosen and n["status"] != "ok"]
+    events_path = run_dir / EVENTS_FILE
+    if not events_path.exists():
+        raise FileNotFoundError(f"{run_dir} holds neither {REPORT_FILE} nor {EVENTS_FILE}")
+    selected: list[str] = []
+    ok: set[str] = set()
+    for line in events_path.read_text("utf-8").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if event.get("event") == "run-start":
+            selected = list(event["selection"])
+        elif "node" in event and event.get("status") == "ok":
+            ok.add(event["node"])
+    return [name for name in selected if name not in ok]
+
+
+def print_summary(
+    outcomes: Sequence[NodeOutcome], run_dir: Path, stream: TextIO = sys.stdout
+) -> None:
+    stream.write(summary_table(outcomes, run_dir) + "\n")
