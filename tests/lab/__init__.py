@@ -1,0 +1,21 @@
+"""The local edge lab: sshd nodes in mount namespaces, the fake keadm and its packages."""
+
+from tests.lab.lab import DEFAULT_TMP_SIZE_MB, Lab, LabError, NodeStatus
+from tests.lab.node import ARCH_CYCLE, UNAME_TO_GOARCH, LabNode
+from tests.lab.packages import build_packages, ensure_packages, keadm_member_digest
+from tests.lab.subnets import DEFAULT_SUBNET, leased_subnet
+
+__all__ = [
+    "ARCH_CYCLE",
+    "DEFAULT_SUBNET",
+    "DEFAULT_TMP_SIZE_MB",
+    "UNAME_TO_GOARCH",
+    "Lab",
+    "LabError",
+    "LabNode",
+    "NodeStatus",
+    "build_packages",
+    "ensure_packages",
+    "keadm_member_digest",
+    "leased_subnet",
+]

@@ -1,0 +1,371 @@
+"""The lab: N fake edge nodes on this machine, each a real sshd in its own mount namespace."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tests.lab import node as nodes_
+from tests.lab.accounts import EDGE_USER, LabAccounts
+from tests.lab.host import prepare_host
+from tests.lab.inventory import write_lab_inventory
+from tests.lab.node import ARCH_CYCLE, SSH_PORT, LabNode
+from tests.lab.subnets import DEFAULT_SUBNET, node_address, validate_subnet
+
+DEFAULT_TMP_SIZE_MB = 512
+STATE_FILE = "lab.json"
+_BANNER_WAIT_SECONDS = 20.0
+
+log = logging.getLogger(__name__)
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked (a node did not start, an unknown node name)."""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node's answer to a status check: a TCP connect and its SSH banner."""
+
+    node: LabNode
+    banner: str | None
+
+    @property
+    def answering(self) -> bool:
+        return self.banner is not None
+
+
+@dataclass
+class _NodeProcesses:
+    node: LabNode
+    holder_pid: int | None = None
+    sshd_pid: int | None = None
+
+
+class Lab:
+    """A lab in `state_dir` on loopback `subnet` (127.X.Y); node i listens on <subnet>.<i+1>:22.
+
+    The state dir records the PIDs the lab started (lab.json), its key, password and node files,
+    so `down` can stop it from any process. A lab already recorded there is picked up.
+    """
+
+    def __init__(self, state_dir: Path, subnet: str | None = None) -> None:
+        self.state_dir = state_dir.absolute()
+        self.accounts = LabAccounts(self.state_dir)
+        self._records: dict[str, _NodeProcesses] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        recorded_subnet = self._load()
+        self.subnet = subnet or recorded_subnet or DEFAULT_SUBNET
+        validate_subnet(self.subnet)
+
+    # What tests use to reach the nodes.
+
+    @property
+    def nodes(self) -> list[LabNode]:
+        return [record.node for record in self._records.values()]
+
+    @property
+    def key_path(self) -> Path:
+        return self.accounts.key_path
+
+    @property
+    def password(self) -> str:
+        return self.accounts.password
+
+    @property
+    def edge_user(self) -> str:
+        return EDGE_USER
+
+    def node(self, name: str) -> LabNode:
+        return self._record(name).node
+
+    def ssh_command(self, name: str, *command: str, user: str = "root") -> list[str]:
+        """argv for the system ssh client logging in to a node with the lab key, no known_hosts."""
+        node = self.node(name)
+        return [
+            *("ssh", "-i", str(self.key_path), "-p", str(node.port)),
+            *("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"),
+            *("-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"),
+            f"{user}@{node.address}",
+            *command,
+        ]
+
+    def host_public_key(self, name: str) -> str:
+        """The node's host key as an OpenSSH public key line ("ssh-ed25519 AAAA... node-001")."""
+        self._record(name)
+        return nodes_.host_key_path(self._node_dir(name)).with_suffix(".pub").read_text().strip()
+
+    def exec(
+        self, name: str, command: str | Sequence[str], stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command as root inside the node's mount namespace (its /tmp, /var/lib/kubeedge).
+
+        A string runs through bash -c; a sequence is the argv itself.
+        """
+        holder_pid = self._record(name).holder_pid
+        if holder_pid is None or not nodes_.is_holder(holder_pid, self._node_dir(name)):
+            raise LabError(f"{name} is not running")
+        argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
+        return subprocess.run(
+            ["nsenter", f"--target={holder_pid}", "--mount", "--", *argv],
+            input=stdin,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    # Whole-lab operations.
+
+    def up(
+        self, nodes: int, arch_mix: bool = False, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
+    ) -> list[LabNode]:
+        """Start `nodes` nodes (a lab already running in this state dir is stopped first).
+
+        Returns once every node's sshd answers. arch_mix cycles x86_64, aarch64, armv7l.
+
+        Raises:
+            LabError: a node did not come up; everything started is stopped again.
+        """
+        if self._records:
+            log.info("stopping the lab already recorded in %s", self.state_dir)
+            self.down()
+        prepare_host()
+        self.accounts.prepare()
+        nodes_.write_uname_wrappers(self.state_dir)
+        for index in range(nodes):
+            arch = ARCH_CYCLE[index % len(ARCH_CYCLE)] if arch_mix else ARCH_CYCLE[0]
+            node = LabNode(
+                nodes_.node_name(index),
+                node_address(self.subnet, index),
+                SSH_PORT,
+                arch,
+                tmp_size_mb,
+            )
+            self._records[node.name] = _NodeProcesses(node)
+        try:
+            self._start(list(self._records))
+        except BaseException:
+            self.down()
+            raise
+        return self.nodes
+
+    def down(self) -> None:
+        """Stop every node: sshd, its sessions, anything else in the node, then the holder."""
+        self._stop(list(self._records))
+        self._records.clear()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def status(self) -> list[NodeStatus]:
+        """Which nodes answer right now: a TCP connect and an SSH banner per node, in parallel."""
+        with ThreadPoolExecutor(max_workers=min(64, len(self._records) or 1)) as pool:
+            banners = pool.map(
+                lambda node: nodes_.read_banner(node.address, node.port, timeout=2.0),
+                self.nodes,
+            )
+            return [
+                NodeStatus(node, banner) for node, banner in zip(self.nodes, banners, strict=True)
+            ]
+
+    def write_inventory(self, path: Path, offline_package_dir: Path) -> Path:
+        """Write the upstream-format batch config for these nodes (see inventory.py)."""
+        return write_lab_inventory(
+            path,
+            self.nodes,
+            key_path=self.key_path,
+            copy_from_dir=self.state_dir / "copy-from",
+            offline_package_dir=offline_package_dir,
+        )
+
+    # Single-node operations, for fault tests.
+
+    def add_node(self, arch: str = ARCH_CYCLE[0], tmp_size_mb: int | None = None) -> LabNode:
+        """Start one more node (the next name and address), e.g. with a tiny /tmp."""
+        if arch not in ARCH_CYCLE:
+            raise ValueError(f"arch must be one of {ARCH_CYCLE}, not {arch!r}")
+        if not self._records:
+            prepare_host()
+            self.accounts.prepare()
+            nodes_.write_uname_wrappers(self.state_dir)
+        index = max((int(name.split("-")[1]) for name in self._records), default=0)
+        node = LabNode(
+            nodes_.node_name(index),
+            node_address(self.subnet, index),
+            SSH_PORT,
+            arch,
+            tmp_size_mb or DEFAULT_TMP_SIZE_MB,
+        )
+        self._records[node.name] = _NodeProcesses(node)
+        try:
+            self._start([node.name])
+        except BaseException:
+            self.remove_node(node.name)
+            raise
+        return node
+
+    def remove_node(self, name: str) -> None:
+        """Stop the node entirely (its files are gone with its namespace)."""
+        self._stop([name])
+        del self._records[name]
+        self._save()
+
+    def stop_sshd(self, name: str, signal_number: signal.Signals = signal.SIGTERM) -> None:
+        """Kill only the node's sshd listener: the node keeps its files, nothing answers on :22."""
+        record = self._record(name)
+        if record.sshd_pid is not None and nodes_.is_sshd(record.sshd_pid, self._node_dir(name)):
+            os.kill(record.sshd_pid, signal_number)
+            nodes_.terminate([record.sshd_pid], self._children)
+        record.sshd_pid = None
+        self._save()
+
+    def start_sshd(self, name: str) -> None:
+        """Start the node's sshd again (after stop_sshd or rotate_host_key) and wait for it."""
+        record = self._record(name)
+        if record.holder_pid is None:
+            raise LabError(f"{name} has no namespace; use add_node for a new node")
+        nodes_.prepare_node_dir(self._node_dir(name), record.node)
+        sshd = nodes_.start_sshd(record.holder_pid, self._node_dir(name))
+        self._children[sshd.pid] = sshd
+        record.sshd_pid = sshd.pid
+        self._save()
+        self._wait_for_banners([name])
+
+    def restart_sshd(self, name: str) -> None:
+        self.stop_sshd(name)
+        self.start_sshd(name)
+
+    def freeze(self, name: str) -> None:
+        """SIGSTOP the node's sshd: connects still succeed (kernel backlog) but no banner comes."""
+        self._signal_sshd(name, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self._signal_sshd(name, signal.SIGCONT)
+
+    def rotate_host_key(self, name: str) -> str:
+        """Give the node a new host key and restart its sshd; returns the new public key line."""
+        self.stop_sshd(name)
+        key = nodes_.host_key_path(self._node_dir(name))
+        key.unlink()
+        key.with_suffix(".pub").unlink()
+        self.start_sshd(name)
+        return self.host_public_key(name)
+
+    # Internals.
+
+    def _start(self, names: list[str]) -> None:
+        for name in names:
+            nodes_.prepare_node_dir(self._node_dir(name), self._records[name].node)
+        holders = {}
+        for name in names:
+            holder = nodes_.start_holder(
+                self.state_dir, self._node_dir(name), self._records[name].node
+            )
+            self._children[holder.pid] = holder
+            self._records[name].holder_pid = holder.pid
+            holders[name] = holder
+        self._save()
+        for name, holder in holders.items():
+            nodes_.wait_holder_ready(holder, self._node_dir(name))
+        for name, holder in holders.items():
+            sshd = nodes_.start_sshd(holder.pid, self._node_dir(name))
+            self._children[sshd.pid] = sshd
+            self._records[name].sshd_pid = sshd.pid
+        self._save()
+        self._wait_for_banners(names)
+
+    def _wait_for_banners(self, names: list[str]) -> None:
+        deadline = time.monotonic() + _BANNER_WAIT_SECONDS
+
+        def wait_for(name: str) -> bool:
+            node = self._records[name].node
+            while time.monotonic() < deadline:
+                if nodes_.read_banner(node.address, node.port, timeout=1.0) is not None:
+                    return True
+                time.sleep(0.05)
+            return False
+
+        with ThreadPoolExecutor(max_workers=min(64, len(names))) as pool:
+            silent = [
+                name for name, ok in zip(names, pool.map(wait_for, names), strict=True) if not ok
+            ]
+        if silent:
+            logs = "; ".join(
+                f"{name}: {_tail(self._node_dir(name) / 'sshd.log')}" for name in silent[:3]
+            )
+            raise LabError(f"{len(silent)} node(s) did not answer: {', '.join(silent)} ({logs})")
+
+    def _stop(self, names: list[str]) -> None:
+        holders, inside = [], []
+        for name in names:
+            record = self._record(name)
+            node_dir = self._node_dir(name)
+            if record.sshd_pid is not None and nodes_.is_sshd(record.sshd_pid, node_dir):
+                inside.append(record.sshd_pid)
+            if record.holder_pid is not None and nodes_.is_holder(record.holder_pid, node_dir):
+                holders.append(record.holder_pid)
+                inside.extend(nodes_.namespace_members(record.holder_pid))
+        # The holder last: while it lives, everything that entered its namespace can be found.
+        nodes_.terminate(set(inside), self._children)
+        nodes_.terminate(holders, self._children)
+        for name in names:
+            self._records[name].sshd_pid = self._records[name].holder_pid = None
+
+    def _signal_sshd(self, name: str, signal_number: signal.Signals) -> None:
+        record = self._record(name)
+        if record.sshd_pid is None or not nodes_.is_sshd(record.sshd_pid, self._node_dir(name)):
+            raise LabError(f"{name}: sshd is not running")
+        os.kill(record.sshd_pid, signal_number)
+
+    def _record(self, name: str) -> _NodeProcesses:
+        try:
+            return self._records[name]
+        except KeyError:
+            raise LabError(f"no node {name!r} in the lab at {self.state_dir}") from None
+
+    def _node_dir(self, name: str) -> Path:
+        return self.state_dir / "nodes" / name
+
+    def _save(self) -> None:
+        state = {
+            "subnet": self.subnet,
+            "nodes": [
+                {
+                    **asdict(record.node),
+                    "holder_pid": record.holder_pid,
+                    "sshd_pid": record.sshd_pid,
+                }
+                for record in self._records.values()
+            ],
+        }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.state_dir / f"{STATE_FILE}.partial"
+        partial.write_text(json.dumps(state, indent=1) + "\n")
+        partial.replace(self.state_dir / STATE_FILE)
+
+    def _load(self) -> str | None:
+        path = self.state_dir / STATE_FILE
+        if not path.is_file():
+            return None
+        state = json.loads(path.read_text())
+        for entry in state["nodes"]:
+            holder_pid, sshd_pid = entry.pop("holder_pid"), entry.pop("sshd_pid")
+            node = LabNode(**entry)
+            self._records[node.name] = _NodeProcesses(node, holder_pid, sshd_pid)
+        subnet: str = state["subnet"]
+        return subnet
+
+
+def _tail(log_file: Path) -> str:
+    try:
+        lines = log_file.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
