@@ -22,9 +22,10 @@ from kenornir.template import (
     remote_command_line,
     render_command,
     secret_values,
+    token_values,
 )
 
-REMOTE_STAGE_DIR = "/tmp/kubeedge/keadm"
+STAGING_DIR = "/tmp/kubeedge/keadm"
 DEFAULT_DOWNLOAD_BASE = "https://github.com/kubeedge/kubeedge/releases/download"
 DEFAULT_MAX_RUN_NUM = 5
 DEFAULT_SSH_PORT = 22
@@ -89,7 +90,7 @@ class NodeConfig:
 
     @property
     def work_dir(self) -> str:
-        return self.keadm_bin_dir or REMOTE_STAGE_DIR
+        return self.keadm_bin_dir or STAGING_DIR
 
     @property
     def remote_command(self) -> str:
@@ -856,12 +857,14 @@ def _finish_node(
         reader.fail(
             path,
             f"{'placeholder' if len(exc.names) == 1 else 'placeholders'} {names} "
-            f"{'has' if len(exc.names) == 1 else 'have'} no value for node "
-            f"{draft.name or f'nodes[{draft.index}]'} (add to keadm.cmdTplArgs)",
+            f"{'has' if len(exc.names) == 1 else 'have'} no value"
+            f"{f' for node {draft.name}' if draft.name else ''} (add to keadm.cmdTplArgs)",
         )
         return None
     except TemplateProblem as exc:
-        reader.fail(path, f"{exc} (check the {{{{ }}}} placeholders)")
+        # Jinja2 may quote a word of the template, which could be an inline token.
+        quoted = token_values(draft.template) + list(template_args.values())
+        reader.fail(path, f"{mask_secrets(str(exc), quoted)} (check the {{{{ }}}} placeholders)")
         return None
     if not command:
         reader.fail(path, "renders to an empty command (give the keadm command, e.g. join ...)")
