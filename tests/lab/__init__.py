@@ -1,6 +1,6 @@
 """The local edge lab: sshd nodes in mount namespaces, the fake keadm and its packages."""
 
-from tests.lab.lab import DEFAULT_TMP_SIZE_MB, Lab, LabError, NodeStatus
+from tests.lab.lab import DEFAULT_TMP_SIZE_MB, Lab, LabError, LabFactory, NodeStatus
 from tests.lab.node import ARCH_CYCLE, UNAME_TO_GOARCH, LabNode
 from tests.lab.packages import build_packages, ensure_packages, keadm_member_digest
 from tests.lab.subnets import DEFAULT_SUBNET, leased_subnet
@@ -12,6 +12,7 @@ __all__ = [
     "UNAME_TO_GOARCH",
     "Lab",
     "LabError",
+    "LabFactory",
     "LabNode",
     "NodeStatus",
     "build_packages",

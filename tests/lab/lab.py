@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from tests.lab import node as nodes_
 from tests.lab.accounts import EDGE_USER, LabAccounts
@@ -62,6 +63,7 @@ class Lab:
         self.accounts = LabAccounts(self.state_dir)
         self._records: dict[str, _NodeProcesses] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self.inventory_path: Path | None = None
         recorded_subnet = self._load()
         self.subnet = subnet or recorded_subnet or DEFAULT_SUBNET
         validate_subnet(self.subnet)
@@ -177,13 +179,14 @@ class Lab:
 
     def write_inventory(self, path: Path, offline_package_dir: Path) -> Path:
         """Write the upstream-format batch config for these nodes (see inventory.py)."""
-        return write_lab_inventory(
+        self.inventory_path = write_lab_inventory(
             path,
             self.nodes,
             key_path=self.key_path,
             copy_from_dir=self.state_dir / "copy-from",
             offline_package_dir=offline_package_dir,
         )
+        return self.inventory_path
 
     # Single-node operations, for fault tests.
 
@@ -369,3 +372,11 @@ def _tail(log_file: Path) -> str:
     except OSError:
         return "no log"
     return lines[-1] if lines else "empty log"
+
+
+class LabFactory(Protocol):
+    """The `make_lab` fixture: starts a small lab of its own (own state dir and subnet)."""
+
+    def __call__(
+        self, nodes: int = 1, arch_mix: bool = False, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
+    ) -> Lab: ...
