@@ -79,8 +79,10 @@ def run_keadm(
         StageFailed: keadm failed, timed out, or the binary changed since upload.
     """
     command = keadm_command_line(task.host.data["keadm_cmd"], workdir, binary_sha256)
-    masked = keadm_command_line(task.host.data["keadm_cmd_masked"], workdir, binary_sha256)
-    node_logger(task.host.name).info("running: %s", masked)
+    log = node_logger(task.host.name)
+    if binary_sha256 is not None:
+        log.info("checking on the node first: keadm sha256 %s", binary_sha256)
+    log.info("running: %s", remote_command_line(task.host.data["keadm_cmd_masked"], workdir))
     try:
         output = run_remote(task, command, "keadm", timeout)
     except StageFailed as failure:

@@ -1,0 +1,269 @@
+"""One batch run: validate, prepare packages, run join_node on the selected nodes, report."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from nornir import InitNornir
+from nornir.core import Nornir
+
+from kenornir.config import BatchConfig, load_config
+from kenornir.outcome import NodeOutcome, Status
+from kenornir.packages import KeadmPackage, prepare_packages
+from kenornir.report import (
+    RUN_LOG_FILE,
+    RunRecorder,
+    Terminal,
+    append_event,
+    exit_code,
+    failed_nodes_of,
+    new_run_dir,
+    route_library_logs,
+    totals,
+    write_report,
+)
+from kenornir.tasks.join import join_node
+
+
+class SelectionError(Exception):
+    """The node selection matches nothing or names a run that does not exist."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which nodes of the config to run: names/globs, labels, or the failures of a past run."""
+
+    limit: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    rerun_failed: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    workers: int | None = None
+    connect_timeout: float | None = None
+    command_timeout: float | None = None
+    host_key_policy: str | None = None
+    known_hosts: Path | None = None
+    cache_dir: Path | None = None
+    verify_checksum: bool | None = None  # None: as the config says
+    run_dir: Path | None = None
+
+
+@dataclass
+class BatchRun:
+    run_dir: Path
+    exit_code: int
+    outcomes: list[NodeOutcome]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_config(config: str | Path | BatchConfig) -> BatchConfig:
+    return config if isinstance(config, BatchConfig) else load_config(config)
+
+
+def init_nornir(
+    config: str | Path | BatchConfig,
+    *,
+    workers: int | None = None,
+    ssh: Mapping[str, Any] | None = None,
+    stop_event: threading.Event | None = None,
+) -> Nornir:
+    """A Nornir over the config's nodes: KeadmBatchInventory, threaded runner, no nornir.log.
+
+    Args:
+        workers: parallel nodes; default the config's maxRunNum.
+        ssh: run-wide SSH options (connect_timeout, command_timeout, host_key_policy,
+            known_hosts, keepalive_seconds) for the kenornir_ssh connection plugin.
+        stop_event: set it to stop the run: no new node starts, running commands are killed.
+    """
+    batch = _as_config(config)
+    return InitNornir(
+        runner={"plugin": "threaded", "options": {"num_workers": workers or batch.max_run_num}},
+        inventory={"plugin": "KeadmBatchInventory", "options": {"config": batch}},
+        logging={"enabled": False},
+        user_defined={"kenornir": {"ssh": dict(ssh or {}), "stop_event": stop_event}},
+    )
+
+
+def selected_names(batch: BatchConfig, selection: Selection) -> list[str]:
+    """Node names the selection keeps, in config order.
+
+    Raises:
+        SelectionError: nothing is left, or the rerun source cannot be read.
+    """
+    names = [node.name for node in batch.nodes]
+    chosen = names
+    if selection.rerun_failed is not None:
+        try:
+            wanted = set(failed_nodes_of(selection.rerun_failed))
+        except (OSError, ValueError, KeyError) as exc:
+            raise SelectionError(
+                f"--rerun-failed: cannot read {selection.rerun_failed}: {exc}"
+            ) from None
+        chosen = [n for n in chosen if n in wanted]
+        if not wanted:
+            return []
+    if selection.limit:
+        chosen = [n for n in chosen if _matches(n, selection.limit)]
+    if selection.exclude:
+        chosen = [n for n in chosen if not _matches(n, selection.exclude)]
+    if selection.labels:
+        labels = {node.name: node.labels for node in batch.nodes}
+        chosen = [n for n in chosen if all(labels[n].get(k) == v for k, v in selection.labels)]
+    if not chosen:
+        raise SelectionError("no node matches the selection (--limit/--exclude/--label)")
+    return chosen
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop_event: threading.Event, terminal: Terminal) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM): stop gracefully. A second Ctrl-C aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if stop_event.is_set():
+            raise KeyboardInterrupt
+        stop_event.set()
+        terminal.line("interrupted: no new node starts; stopping the running ones")
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def arches_to_prepare(batch: BatchConfig) -> list[str]:
+    """Every arch of archGroup, unless every node brings its own keadm (keadmBinDir)."""
+    return list(batch.keadm.arch_group) if batch.needs_packages else []
+
+
+def prepare(
+    batch: BatchConfig,
+    options: RunOptions,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> dict[str, KeadmPackage]:
+    """The controller side of a run: a verified keadm for every arch (PackageError if not)."""
+    keadm = batch.keadm
+    verify = (
+        keadm.download.verify_checksum
+        if options.verify_checksum is None
+        else (options.verify_checksum)
+    )
+    return prepare_packages(
+        keadm.keadm_version or "",
+        arches_to_prepare(batch),
+        download=keadm.download.enable,
+        base_url=keadm.download.url,
+        offline_dir=Path(keadm.offline_package_dir) if keadm.offline_package_dir else None,
+        cache_dir=options.cache_dir,
+        verify_checksum=verify,
+        progress=progress,
+    )
+
+
+def run_batch(
+    config_path: str | Path,
+    selection: Selection = Selection(),
+    options: RunOptions = RunOptions(),
+    stream: TextIO | None = sys.stdout,
+) -> BatchRun:
+    """The whole batch. Raises ConfigError (exit 2), SelectionError (2), PackageError (3)."""
+    batch = load_config(config_path)
+    names = selected_names(batch, selection)
+    secrets = batch.secrets
+    terminal = Terminal(stream, secrets)
+    run_dir = new_run_dir(options.run_dir)
+    restore_logging = route_library_logs(run_dir / RUN_LOG_FILE, secrets)
+    started = datetime.now(UTC)
+    report: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "config": str(Path(config_path).resolve()),
+        "selection": {**_jsonable(asdict(selection)), "nodes": names},
+        "options": _jsonable(asdict(options)),
+        "started": started.isoformat(),
+    }
+    append_event(run_dir, {"event": "run-start", **report}, secrets)
+    stop_event = threading.Event()
+    recorder = RunRecorder(run_dir, terminal)
+    interrupted = False
+    try:
+        try:
+            packages = prepare(batch, options)
+        except KeyboardInterrupt:
+            interrupted = True
+            packages = {}
+        if not interrupted:
+            nr = init_nornir(
+                batch, workers=options.workers, ssh=_ssh_options(options), stop_event=stop_event
+            )
+            selected = nr.filter(filter_func=lambda host: host.name in set(names))
+            with _stop_on_signals(stop_event, terminal):
+                selected.with_processors([recorder]).run(
+                    task=join_node, name="join_node", packages=packages, on_failed=True
+                )
+            interrupted = stop_event.is_set()
+    finally:
+        restore_logging()
+    outcomes = _all_outcomes(batch, names, recorder.outcomes, interrupted)
+    code = exit_code([o for o in outcomes if o.node in names], interrupted)
+    report.update(
+        finished=datetime.now(UTC).isoformat(),
+        exit_code=code,
+        totals=totals(outcomes),
+        nodes=[o.to_record() for o in outcomes],
+    )
+    write_report(run_dir, report, secrets)
+    append_event(run_dir, {"event": "run-end", "exit_code": code}, secrets)
+    return BatchRun(run_dir, code, outcomes, report)
+
+
+def _all_outcomes(
+    batch: BatchConfig, names: Sequence[str], done: Mapping[str, NodeOutcome], interrupted: bool
+) -> list[NodeOutcome]:
+    """One outcome per config node: recorded ones, the rest skipped with the reason why."""
+    chosen = set(names)
+    outcomes = []
+    for node in batch.nodes:
+        outcome = done.get(node.name)
+        if outcome is None:
+            reason = "run interrupted before this node started" if interrupted else "not selected"
+            if node.name in chosen and not interrupted:
+                reason = "no result recorded"
+            outcome = NodeOutcome(node.name, node.ssh.address, reason=reason)
+            if node.name in chosen and not interrupted:
+                outcome.status = Status.FAILED
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _ssh_options(options: RunOptions) -> dict[str, Any]:
+    return {
+        "connect_timeout": options.connect_timeout,
+        "command_timeout": options.command_timeout,
+        "host_key_policy": options.host_key_policy,
+        "known_hosts": options.known_hosts,
+    }
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
