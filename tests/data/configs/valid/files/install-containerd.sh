@@ -1,0 +1,3 @@
+#!/bin/sh
+# containerd setup, uploaded with copyFrom and run by keadm --pre-run
+echo "installing containerd"

@@ -1,0 +1,3 @@
+#!/bin/bash
+# preRun hook: fail early when the node cannot run edgecore
+command -v systemctl >/dev/null

@@ -1,0 +1,3 @@
+#!/bin/bash
+# postRun hook: edgecore must be active after join
+systemctl is-active --quiet edgecore
