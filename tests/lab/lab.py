@@ -19,6 +19,7 @@ from tests.lab.accounts import EDGE_USER, LabAccounts
 from tests.lab.host import prepare_host
 from tests.lab.inventory import write_lab_inventory
 from tests.lab.node import ARCH_CYCLE, SSH_PORT, LabNode
+from tests.lab.records import JOIN_LOG, JoinRecord, parse_join_records
 from tests.lab.subnets import DEFAULT_SUBNET, node_address, validate_subnet
 
 DEFAULT_TMP_SIZE_MB = 512
@@ -124,6 +125,11 @@ class Lab:
             text=True,
             timeout=timeout,
         )
+
+    def join_records(self, name: str) -> list[JoinRecord]:
+        """What the fake keadm recorded on the node (empty when it never joined or was reset)."""
+        log_text = self.exec(name, f"cat {JOIN_LOG} 2>/dev/null || true").stdout
+        return parse_join_records(log_text)
 
     # Whole-lab operations.
 
