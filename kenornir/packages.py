@@ -13,7 +13,7 @@ import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,6 @@ _T = TypeVar("_T")
 _CHUNK_BYTES = 256 * 1024
 _BINARY_NAME = "keadm"
 _UNPACK_RECORD_NAME = "keadm.unpacked.json"
-_CANCEL_GRACE_S = 2.0
 _SAFE_PATH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 # Identity encoding: a server that gzips the .tar.gz on the fly would otherwise hand requests a
 # body it decodes, and the digest would no longer be the published one.
@@ -143,15 +142,15 @@ def prepare_packages(
             "set keadm.offlinePackageDir or enable keadm.download"
         )
     cache_root = cache_dir if cache_dir is not None else default_cache_root()
-    cancel = threading.Event()
+    parts = _PartFiles()
     http = session if session is not None else requests.Session()
-    fetcher = _Fetcher(http, timeouts, retries, backoff, cancel, progress)
+    fetcher = _Fetcher(http, timeouts, retries, backoff, parts, progress)
 
     def prepare_one(arch: str) -> KeadmPackage:
         arch_dir = package_cache_dir(cache_root, version, arch)
         try:
             if offline_dir is not None and not download:
-                return _prepare_offline(version, arch, offline_dir, arch_dir)
+                return _prepare_offline(version, arch, offline_dir, arch_dir, parts)
             base = package_base_url(version, base_url or None)
             return _prepare_download(
                 fetcher,
@@ -165,7 +164,7 @@ def prepare_packages(
             raise PackageError(f"{arch}: cannot prepare keadm {version}: {exc}") from exc
 
     try:
-        return _prepare_concurrently(wanted, prepare_one, cancel)
+        return _prepare_concurrently(wanted, prepare_one, parts)
     finally:
         if session is None:
             http.close()
@@ -180,12 +179,18 @@ def _require_path_safe(what: str, value: str) -> None:
 
 
 def _prepare_concurrently(
-    arches: list[str], prepare_one: Callable[[str], KeadmPackage], cancel: threading.Event
+    arches: list[str], prepare_one: Callable[[str], KeadmPackage], parts: _PartFiles
 ) -> dict[str, KeadmPackage]:
-    pool = ThreadPoolExecutor(max_workers=len(arches), thread_name_prefix="keadm-package")
-    futures = {arch: pool.submit(prepare_one, arch) for arch in arches}
+    futures = {arch: Future[KeadmPackage]() for arch in arches}
+    for arch, future in futures.items():
+        # Daemon threads, not a ThreadPoolExecutor: the interpreter joins executor threads at
+        # exit, so a worker stuck on a silent server would hold up the exit after Ctrl-C.
+        worker = threading.Thread(
+            target=_settle, args=(future, prepare_one, arch), name=f"keadm-{arch}", daemon=True
+        )
+        worker.start()
     try:
-        pending: set[Future[KeadmPackage]] = set(futures.values())
+        pending = set(futures.values())
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
@@ -195,17 +200,21 @@ def _prepare_concurrently(
                 if failure is not None and not isinstance(failure, PackageError):
                     raise failure
     except BaseException:
-        # Ctrl-C lands here in the main thread: stop the workers at their next chunk and give
-        # them a moment to delete their partial files, without waiting out a slow server.
-        cancel.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        wait(futures.values(), timeout=_CANCEL_GRACE_S)
+        # Ctrl-C lands here in the main thread. Deleting the partial files now, rather than
+        # waiting for the workers to notice, keeps the interrupt prompt even mid-read.
+        parts.cancel()
         raise
-    pool.shutdown()
     errors = [str(f.exception()) for f in futures.values() if f.exception() is not None]
     if errors:
         raise PackageError("; ".join(errors))
     return {arch: future.result() for arch, future in futures.items()}
+
+
+def _settle(future: Future[_T], work: Callable[[str], _T], arch: str) -> None:
+    try:
+        future.set_result(work(arch))
+    except BaseException as exc:  # handed to the main thread, which decides what to raise
+        future.set_exception(exc)
 
 
 def _prepare_download(
@@ -224,7 +233,14 @@ def _prepare_download(
     if cached_digest is not None:
         log.info("%s: using cached %s", arch, tarball)
         return _unpacked_package(
-            version, arch, tarball, cached_digest, verified=True, source="cache"
+            version,
+            arch,
+            tarball,
+            cached_digest,
+            fetcher.parts,
+            verified=True,
+            source="cache",
+            arch_dir=arch_dir,
         )
 
     checksum_url = f"{base_url}/{checksum_name(version, arch)}"
@@ -235,10 +251,19 @@ def _prepare_download(
     if expected is not None:
         # Keeping the verified checksum lets a rerun check the cached tarball with no network
         # request at all (`prepare` on a connected machine, then an air-gapped run).
-        with _replacing(stored_checksum) as out:
+        with fetcher.parts.replacing(stored_checksum) as out:
             out.write(f"{expected}  {tarball.name}\n".encode())
     verified = expected is not None
-    return _unpacked_package(version, arch, tarball, digest, verified=verified, source="download")
+    return _unpacked_package(
+        version,
+        arch,
+        tarball,
+        digest,
+        fetcher.parts,
+        verified=verified,
+        source="download",
+        arch_dir=arch_dir,
+    )
 
 
 def _verified_cached_tarball(tarball: Path, stored_checksum: Path, arch: str) -> str | None:
@@ -271,7 +296,9 @@ def _verified_cached_tarball(tarball: Path, stored_checksum: Path, arch: str) ->
     return None
 
 
-def _prepare_offline(version: str, arch: str, offline_dir: Path, arch_dir: Path) -> KeadmPackage:
+def _prepare_offline(
+    version: str, arch: str, offline_dir: Path, arch_dir: Path, parts: _PartFiles
+) -> KeadmPackage:
     name = tarball_name(version, arch)
     candidates = [offline_dir / arch / name, offline_dir / name]
     tarball = next((path for path in candidates if path.is_file()), None)
@@ -303,7 +330,14 @@ def _prepare_offline(version: str, arch: str, offline_dir: Path, arch_dir: Path)
         )
     arch_dir.mkdir(parents=True, exist_ok=True)
     return _unpacked_package(
-        version, arch, tarball, digest, verified=verified, source="offline", arch_dir=arch_dir
+        version,
+        arch,
+        tarball,
+        digest,
+        parts,
+        verified=verified,
+        source="offline",
+        arch_dir=arch_dir,
     )
 
 
@@ -326,14 +360,14 @@ class _Fetcher:
     timeouts: tuple[float, float]
     retries: int
     backoff: float
-    cancel: threading.Event
+    parts: _PartFiles
     progress: ProgressCallback | None
 
     def fetch_checksum(self, url: str, version: str, arch: str, *, required: bool) -> str | None:
         """The published sha512, or None when there is none and it is not `required`."""
 
         def attempt() -> str | None:
-            self._stop_if_cancelled()
+            self.parts.stop_if_cancelled()
             with self.session.get(url, timeout=self.timeouts, headers=_DOWNLOAD_HEADERS) as answer:
                 if answer.status_code == 404:
                     return None
@@ -344,8 +378,9 @@ class _Fetcher:
         if text is None:
             if required:
                 raise PackageError(
-                    f"{arch}: release {version} publishes no checksum file: {url} returned 404; "
-                    "fix download.url or disable checksum verification to use it unverified"
+                    f"{arch}: release {version} has no checksum file for linux/{arch}: {url} "
+                    "returned 404; check keadmVersion, archGroup and download.url, or turn "
+                    "checksum verification off to use the package unverified"
                 )
             log.warning("%s: no checksum file at %s (404); the package is not verified", arch, url)
             return None
@@ -358,7 +393,7 @@ class _Fetcher:
         self, url: str, final: Path, expected: str | None, version: str, arch: str
     ) -> str:
         """Stream `url` to a partial file beside `final`, rename it only once it verifies."""
-        with _replacing(final) as out:
+        with self.parts.replacing(final) as out:
             digest = self._with_retries(lambda: self._stream(url, out, version, arch), url, arch)
             if expected is not None and digest != expected:
                 raise PackageError(
@@ -368,7 +403,7 @@ class _Fetcher:
         return digest
 
     def _stream(self, url: str, out: IO[bytes], version: str, arch: str) -> str:
-        self._stop_if_cancelled()
+        self.parts.stop_if_cancelled()
         out.seek(0)
         out.truncate()
         with self.session.get(
@@ -381,7 +416,7 @@ class _Fetcher:
             done = 0
             self._report(arch, done, total)
             for chunk in answer.iter_content(_CHUNK_BYTES):
-                self._stop_if_cancelled()
+                self.parts.stop_if_cancelled()
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
@@ -413,16 +448,12 @@ class _Fetcher:
                     self.retries,
                     delay,
                 )
-                if self.cancel.wait(delay):
+                if self.parts.cancelled.wait(delay):
                     raise _Cancelled from None
 
     def _report(self, arch: str, done: int, total: int | None) -> None:
         if self.progress is not None:
             self.progress(arch, done, total)
-
-    def _stop_if_cancelled(self) -> None:
-        if self.cancel.is_set():
-            raise _Cancelled
 
 
 def _raise_for_status(answer: requests.Response, url: str, version: str, arch: str) -> None:
@@ -440,20 +471,46 @@ def _raise_for_status(answer: requests.Response, url: str, version: str, arch: s
     raise PackageError(f"{arch}: {what}; check download.url")
 
 
-@contextmanager
-def _replacing(final: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
-    """Write a `.part` file beside `final`; it replaces `final` only if the block succeeds."""
-    descriptor, part_name = tempfile.mkstemp(
-        dir=final.parent, prefix=f"{final.name}.", suffix=".part"
-    )
-    part = Path(part_name)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            yield out
-        part.chmod(mode)
-        part.replace(final)
-    finally:
-        part.unlink(missing_ok=True)
+class _PartFiles:
+    """The `.part` files of one preparation; cancelling deletes them and refuses new ones."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[Path] = set()
+
+    @contextmanager
+    def replacing(self, final: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
+        """Write a `.part` file beside `final`; it replaces `final` only if the block succeeds."""
+        with self._lock:
+            self.stop_if_cancelled()
+            descriptor, name = tempfile.mkstemp(
+                dir=final.parent, prefix=f"{final.name}.", suffix=".part"
+            )
+            part = Path(name)
+            self._open.add(part)
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                yield out
+            part.chmod(mode)
+            with self._lock:
+                self.stop_if_cancelled()
+                part.replace(final)
+        finally:
+            with self._lock:
+                self._open.discard(part)
+            part.unlink(missing_ok=True)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled.set()
+            for part in self._open:
+                part.unlink(missing_ok=True)
+            self._open.clear()
+
+    def stop_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise _Cancelled
 
 
 @dataclass(frozen=True)
@@ -469,16 +526,16 @@ def _unpacked_package(
     arch: str,
     tarball: Path,
     tarball_sha512: str,
+    parts: _PartFiles,
     *,
     verified: bool,
     source: PackageSource,
-    arch_dir: Path | None = None,
+    arch_dir: Path,
 ) -> KeadmPackage:
-    """The package with its binary in `arch_dir` (default: beside the tarball).
+    """The package with its binary unpacked in `arch_dir`.
 
     A binary already there is reused only when it is still what this very tarball unpacked to.
     """
-    arch_dir = arch_dir if arch_dir is not None else tarball.parent
     binary = arch_dir / _BINARY_NAME
     record_path = arch_dir / _UNPACK_RECORD_NAME
     record = _read_unpack_record(record_path)
@@ -490,9 +547,9 @@ def _unpacked_package(
     ):
         binary_sha256 = record.binary_sha256
     else:
-        binary_sha256 = _unpack_keadm(tarball, binary, version, arch)
+        binary_sha256 = _unpack_keadm(tarball, binary, version, arch, parts)
         record_text = json.dumps({"tarball_sha512": tarball_sha512, "binary_sha256": binary_sha256})
-        with _replacing(record_path) as out:
+        with parts.replacing(record_path) as out:
             out.write(record_text.encode())
     return KeadmPackage(
         version=version,
@@ -515,7 +572,7 @@ def _read_unpack_record(path: Path) -> _UnpackRecord | None:
         return None
 
 
-def _unpack_keadm(tarball: Path, binary: Path, version: str, arch: str) -> str:
+def _unpack_keadm(tarball: Path, binary: Path, version: str, arch: str, parts: _PartFiles) -> str:
     """Write the package's keadm to `binary` (0755) after checking every member is safe."""
     root = f"keadm-{version}-linux-{arch}"
     try:
@@ -525,7 +582,7 @@ def _unpack_keadm(tarball: Path, binary: Path, version: str, arch: str) -> str:
             if source is None:  # only for non-regular members, which were refused above
                 raise PackageError(f"{arch}: {tarball}: {member.name} has no content")
             digest = hashlib.sha256()
-            with source, _replacing(binary, mode=0o755) as out:
+            with source, parts.replacing(binary, mode=0o755) as out:
                 while chunk := source.read(_CHUNK_BYTES):
                     out.write(chunk)
                     digest.update(chunk)
