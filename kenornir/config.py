@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kenornir.template import (
@@ -195,7 +195,9 @@ def parse_config(
 # --- YAML walking -------------------------------------------------------------------------
 
 _TAG = "tag:yaml.org,2002:"
-_STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + name for name in ("str", "int", "float", "bool", "null"))
+_STR, _INT, _FLOAT, _BOOL, _NULL, _MERGE = (
+    _TAG + name for name in ("str", "int", "float", "bool", "null", "merge")
+)
 # Go's yaml.v2 hands any scalar to a string field as its text: `keadmVersion: 1.20` stays "1.20"
 # and `password: 123456` works, so these tags are read as text too. Booleans are not: a bare
 # `yes` in a password is more likely a mistake than a password.
@@ -247,6 +249,26 @@ def _kind(node: Node) -> str:
         return "a mapping"
     kinds = {_STR: "text", _INT: "a number", _FLOAT: "a number", _BOOL: "a boolean"}
     return kinds.get(node.tag, "nothing" if node.tag == _NULL else f"a {node.tag} value")
+
+
+def _merged_entries(node: MappingNode) -> list[tuple[Node, Node]]:
+    """The entries a mapping takes from its `<<` merge keys, without changing the node.
+
+    Raises:
+        ValueError: a merge key's value is not a mapping or a list of mappings.
+    """
+    entries: list[tuple[Node, Node]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE:
+            continue
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        # Of several merged mappings the earlier ones win: add them last.
+        for source in reversed(sources):
+            if not isinstance(source, MappingNode):
+                raise ValueError("merge source is not a mapping")
+            entries += _merged_entries(source)
+            entries += [entry for entry in source.value if entry[0].tag != _MERGE]
+    return entries
 
 
 def _is_unset(node: Node | None) -> bool:
@@ -307,23 +329,30 @@ class _Reader:
             self.fail(path, f"must be a mapping of keys to values, got {_kind(node)}")
             return None
         try:
-            self._constructor.flatten_mapping(node)
-        except (ConstructorError, RecursionError):
+            inherited = _merged_entries(node)
+        except (ValueError, RecursionError):
             self.fail(path, "has a `<<` merge key that is not a mapping (fix or expand it)")
             return None
         entries: dict[str, Node] = {}
-        for key_node, value_node in node.value:
+        own_keys: set[str] = set()
+        own_nodes = {id(key_node) for key_node, _ in node.value}
+        for key_node, value_node in inherited + [e for e in node.value if e[0].tag != _MERGE]:
             if not isinstance(key_node, ScalarNode):
                 self.fail(path, f"has a key that is {_kind(key_node)} (keys must be text)")
                 continue
             key = str(key_node.value)
             child = f"{path}.{key}" if path else key
-            if key in entries:
+            own = id(key_node) in own_nodes
+            if own and key in own_keys:
                 self.fail(child, "appears twice (keep one)")
             elif section is not None and key not in _SECTIONS[section]:
-                self.fail(child, self._unknown_key(key, section))
+                if key not in entries and child not in self.failed:
+                    self.fail(child, self._unknown_key(key, section))
             else:
+                # Keys written here override those merged in with `<<`, as in YAML.
                 entries[key] = value_node
+            if own:
+                own_keys.add(key)
         return entries
 
     @staticmethod
@@ -335,6 +364,10 @@ class _Reader:
         hint = _suggestion(key, _SECTIONS[section])
         if hint:
             return f"unknown key{hint}"
+        elsewhere = {known: name for name, keys in _SECTIONS.items() for known in keys}
+        close = difflib.get_close_matches(key, list(elsewhere), n=1, cutoff=0.8)
+        if close:
+            return f"unknown key here (did you mean '{close[0]}', under {elsewhere[close[0]]}?)"
         return f"unknown key (expected one of: {', '.join(_SECTIONS[section])})"
 
     def text(
@@ -746,7 +779,7 @@ def _check_uploads(reader: _Reader, draft: _NodeDraft) -> None:
     path = f"nodes[{draft.index}]"
     uploads: dict[str, tuple[str, str]] = {}  # name on the node -> (local path, field)
     if draft.keadm_bin_dir is None:
-        uploads["keadm"] = ("", "the keadm binary")
+        uploads["keadm"] = ("", "")  # the keadm binary
     if draft.copy_from is not None:
         try:
             entries = sorted(Path(draft.copy_from).iterdir())
@@ -770,7 +803,9 @@ def _add_upload(
     reader: _Reader, uploads: dict[str, tuple[str, str]], name: str, source: str, path: str
 ) -> None:
     local, field = uploads.get(name, (source, path))
-    if local != source:
+    if not local:
+        reader.fail(path, "has a file named 'keadm', which would replace keadm itself (rename it)")
+    elif local != source:
         reader.fail(
             path,
             f"'{name}' has the same name as a file from {field} and would overwrite it on the "
@@ -782,7 +817,7 @@ def _add_upload(
 
 def _check_packages(reader: _Reader, keadm: KeadmConfig, drafts: list[_NodeDraft]) -> KeadmConfig:
     """Cross-field checks for the controller side; returns keadm with its download URL resolved."""
-    if all(draft.keadm_bin_dir is not None for draft in drafts):
+    if "keadm" in reader.failed or all(draft.keadm_bin_dir is not None for draft in drafts):
         return keadm
     if keadm.keadm_version is None and "keadm.keadmVersion" not in reader.failed:
         reader.fail(
@@ -854,11 +889,12 @@ def _finish_node(
         command = render_command(draft.template, context).strip()
     except MissingPlaceholders as exc:
         names = ", ".join(f"'{name}'" for name in exc.names)
+        one = len(exc.names) == 1
+        node = f" for node {draft.name}" if draft.name else ""
         reader.fail(
             path,
-            f"{'placeholder' if len(exc.names) == 1 else 'placeholders'} {names} "
-            f"{'has' if len(exc.names) == 1 else 'have'} no value"
-            f"{f' for node {draft.name}' if draft.name else ''} (add to keadm.cmdTplArgs)",
+            f"{'placeholder' if one else 'placeholders'} {names} {'has' if one else 'have'} "
+            f"no value{node} (add {'it' if one else 'them'} to keadm.cmdTplArgs)",
         )
         return None
     except TemplateProblem as exc:
