@@ -1,0 +1,96 @@
+"""Batch configs over lab nodes for the integration tests, written in upstream's format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.lab import Lab
+
+# The upstream docs' join command (KubeEdge batch-node docs), with the token from cmdTplArgs.
+UPSTREAM_JOIN_CMD = (
+    "{{.cmd}} --cloudcore-ipport=127.0.0.1:10000 --edgenode-name={{nodeName}} "
+    "--token={{.token}} --pre-run=./install-containerd.sh"
+)
+LAB_TOKEN = "9f1c2bd0e8a44e6fa1b2c3d4e5f60718.eyJhbGciOiJSUzI1NiJ9.labtoken"
+# The pre-run script the upstream docs ship through copyFrom; here it leaves a timestamped mark.
+INSTALL_CONTAINERD = """#!/bin/bash
+set -e
+date +%s.%N > /var/lib/kubeedge/pre-run-mark
+echo "containerd: already installed (lab)"
+"""
+EXTRA_FILE = "edge-config.env"
+
+
+def copy_from_dir(root: Path) -> Path:
+    """A copyFrom dir like the upstream docs': the containerd pre-run script and a config file."""
+    directory = root / "copy-from"
+    directory.mkdir(exist_ok=True)
+    (directory / "install-containerd.sh").write_text(INSTALL_CONTAINERD)
+    (directory / EXTRA_FILE).write_text("EDGE_SITE=lab\n")
+    return directory
+
+
+def node_entry(
+    lab: Lab,
+    name: str,
+    *,
+    cmd: str = UPSTREAM_JOIN_CMD,
+    copy_from: Path | None = None,
+    auth: str = "privateKey",
+    user: str = "root",
+    address: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One `nodes[]` entry for a lab node (or any loopback address) in upstream's shape."""
+    node = lab.node(name) if address is None else None
+    auth_block: dict[str, Any] = {"type": auth}
+    if auth == "password":
+        auth_block["passwordAuth"] = {"password": lab.password}
+    else:
+        auth_block["privateKeyAuth"] = {"privateKeyPath": str(lab.key_path)}
+    ssh: dict[str, Any] = {
+        "ip": node.address if node else address,
+        "username": user,
+        "port": node.port if node else 22,
+        "auth": auth_block,
+    }
+    if user != "root":
+        ssh["sudo"] = True
+    entry: dict[str, Any] = {"nodeName": name, "keadmCmd": cmd, "ssh": ssh}
+    if copy_from is not None:
+        entry["copyFrom"] = str(copy_from)
+    entry.update(extra or {})
+    return entry
+
+
+def write_config(
+    path: Path,
+    nodes: Sequence[Mapping[str, Any]],
+    offline_dir: Path,
+    *,
+    arch_group: Sequence[str] = ("amd64", "arm64", "arm"),
+    max_run_num: int = 5,
+    token: str = LAB_TOKEN,
+) -> Path:
+    config = {
+        "keadm": {
+            "download": {"enable": False},
+            "keadmVersion": "v1.22.0",
+            "archGroup": list(arch_group),
+            "offlinePackageDir": str(offline_dir),
+            "cmdTplArgs": {"cmd": "join", "token": token},
+        },
+        "nodes": list(nodes),
+        "maxRunNum": max_run_num,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def offline_dir_of(packages: Mapping[str, Path]) -> Path:
+    """The offlinePackageDir holding `<arch>/keadm-...tar.gz` packages."""
+    return next(iter(packages.values())).parent.parent
