@@ -14,7 +14,7 @@ import paramiko
 import pytest
 import yaml
 
-from tests.lab import ARCH_CYCLE, Lab, LabFactory, LabNode, leased_subnet
+from tests.lab import ARCH_CYCLE, Lab, LabError, LabFactory, LabNode, leased_subnet
 from tests.lab.node import read_banner
 from tests.lab.packages import keadm_member_digest
 from tests.lab.subnets import node_address, validate_subnet
@@ -345,6 +345,46 @@ def test_up_again_replaces_the_previous_lab(make_lab: LabFactory) -> None:
         assert all(running(pid) for pid in recorded_pids(small.state_dir))
     finally:
         replacement.down()
+
+
+@pytest.mark.lab
+def test_a_second_lab_on_a_taken_subnet_is_refused(make_lab: LabFactory, tmp_path: Path) -> None:
+    first = make_lab(nodes=1)
+    intruder = Lab(tmp_path / "intruder", first.subnet)
+
+    with pytest.raises(LabError, match="already in use"):
+        intruder.up(1)
+
+    assert [status.answering for status in first.status()] == [True]
+    assert intruder.nodes == []
+
+
+# Lab tests skip where no lab can run, but never under CI.
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    ("ci", "outcome", "exit_code"), [("false", "1 skipped", 0), ("true", "1 error", 1)]
+)
+def test_lab_tests_skip_for_non_root_except_under_ci(ci: str, outcome: str, exit_code: int) -> None:
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    result = subprocess.run(
+        [
+            *nobody,
+            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"),
+            "tests/test_lab.py::test_nodes_are_named_addressed_and_arched_in_order",
+        ],
+        cwd=REPO,
+        env={**os.environ, "CI": ci, "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+    assert outcome in result.stdout, result.stdout + result.stderr
+    assert "the lab needs root" in result.stdout
+    assert result.returncode == exit_code
 
 
 # The command line, end to end.

@@ -20,7 +20,7 @@ from tests.lab.host import prepare_host
 from tests.lab.inventory import write_lab_inventory
 from tests.lab.node import ARCH_CYCLE, SSH_PORT, LabNode
 from tests.lab.records import JOIN_LOG, JoinRecord, parse_join_records
-from tests.lab.subnets import DEFAULT_SUBNET, node_address, validate_subnet
+from tests.lab.subnets import DEFAULT_SUBNET, address_in_use, node_address, validate_subnet
 
 DEFAULT_TMP_SIZE_MB = 512
 STATE_FILE = "lab.json"
@@ -270,6 +270,14 @@ class Lab:
     # Internals.
 
     def _start(self, names: list[str]) -> None:
+        # Another lab's sshd on our address would answer our banner check in our sshd's place.
+        taken = [
+            f"{node.address}:{node.port}"
+            for node in (self._records[name].node for name in names)
+            if address_in_use(node.address, node.port)
+        ]
+        if taken:
+            raise LabError(f"already in use (another lab?): {', '.join(taken[:5])}")
         for name in names:
             nodes_.prepare_node_dir(self._node_dir(name), self._records[name].node)
         holders = {}
@@ -295,7 +303,10 @@ class Lab:
 
         def wait_for(name: str) -> bool:
             node = self._records[name].node
+            sshd = self._children.get(self._records[name].sshd_pid or 0)
             while time.monotonic() < deadline:
+                if sshd is not None and sshd.poll() is not None:
+                    return False  # it exited: a config or bind error, see its log
                 if nodes_.read_banner(node.address, node.port, timeout=1.0) is not None:
                     return True
                 time.sleep(0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def node_address(subnet: str, index: int) -> str:
 def leased_subnet(first_octet: int = 100, last_octet: int = 249) -> Iterator[str]:
     """Hold an exclusive lease on a free subnet 127.0.N (first_octet <= N <= last_octet).
 
-    Leases are flock()s, so a crashed holder releases its subnet with its last file descriptor.
-    `make lab`'s default (127.0.10) stays outside the default range.
+    Leases are flock()s, so a crashed holder releases its subnet with its last file descriptor;
+    a subnet whose first address still has a listener (a lab its crashed holder left running) is
+    passed over. `make lab`'s default (127.0.10) stays outside the default range.
     """
     _LEASE_DIR.mkdir(parents=True, exist_ok=True)
     for octet in range(first_octet, last_octet + 1):
@@ -53,9 +55,21 @@ def leased_subnet(first_octet: int = 100, last_octet: int = 249) -> Iterator[str
         except BlockingIOError:
             os.close(lock)
             continue
+        if address_in_use(f"127.0.{octet}.1", 22):
+            os.close(lock)
+            continue
         try:
             yield f"127.0.{octet}"
         finally:
             os.close(lock)
         return
     raise RuntimeError(f"no free lab subnet in 127.0.{first_octet}-{last_octet}")
+
+
+def address_in_use(address: str, port: int) -> bool:
+    """Something accepts TCP connections on address:port (on loopback a refusal is immediate)."""
+    try:
+        with socket.create_connection((address, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
