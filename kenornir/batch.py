@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from nornir import InitNornir
 from nornir.core import Nornir
+from nornir.core.task import AggregatedResult
 
 from kenornir.config import BatchConfig, load_config
 from kenornir.outcome import NodeOutcome, Status
@@ -67,6 +68,7 @@ class BatchRun:
     exit_code: int
     outcomes: list[NodeOutcome]
     report: dict[str, Any] = field(default_factory=dict)
+    results: AggregatedResult | None = None  # Nornir's own, for print_result
 
 
 def _as_config(config: str | Path | BatchConfig) -> BatchConfig:
@@ -186,12 +188,18 @@ def run_batch(
     selection: Selection = Selection(),
     options: RunOptions = RunOptions(),
     stream: TextIO | None = sys.stdout,
+    *,
+    progress: bool = False,
 ) -> BatchRun:
-    """The whole batch. Raises ConfigError (exit 2), SelectionError (2), PackageError (3)."""
+    """The whole batch. Raises ConfigError (exit 2), SelectionError (2), PackageError (3).
+
+    Node lines go to stream as they happen (with a progress bar when progress is set); the
+    summary is the caller's to print.
+    """
     batch = load_config(config_path)
     names = selected_names(batch, selection)
     secrets = batch.secrets
-    terminal = Terminal(stream, secrets)
+    terminal = Terminal(stream, secrets, progress=progress, total=len(names))
     run_dir = new_run_dir(options.run_dir)
     restore_logging = route_library_logs(run_dir / RUN_LOG_FILE, secrets)
     started = datetime.now(UTC)
@@ -206,6 +214,7 @@ def run_batch(
     stop_event = threading.Event()
     recorder = RunRecorder(run_dir, terminal)
     interrupted = False
+    results: AggregatedResult | None = None
     try:
         try:
             packages = prepare(batch, options)
@@ -218,11 +227,12 @@ def run_batch(
             )
             selected = nr.filter(filter_func=lambda host: host.name in set(names))
             with _stop_on_signals(stop_event, terminal):
-                selected.with_processors([recorder]).run(
+                results = selected.with_processors([recorder]).run(
                     task=join_node, name="join_node", packages=packages, on_failed=True
                 )
             interrupted = stop_event.is_set()
     finally:
+        terminal.close()
         restore_logging()
     outcomes = _all_outcomes(batch, names, recorder.outcomes, interrupted)
     code = exit_code([o for o in outcomes if o.node in names], interrupted)
@@ -234,7 +244,7 @@ def run_batch(
     )
     write_report(run_dir, report, secrets)
     append_event(run_dir, {"event": "run-end", "exit_code": code}, secrets)
-    return BatchRun(run_dir, code, outcomes, report)
+    return BatchRun(run_dir, code, outcomes, report, results)
 
 
 def _all_outcomes(

@@ -95,19 +95,86 @@ def route_library_logs(run_log: Path, secrets: Sequence[str]) -> Callable[[], No
 
 
 class Terminal:
-    """Serialises what the run prints, one whole line at a time, from any worker thread."""
+    """Everything the run prints, one whole line at a time, from any worker thread.
 
-    def __init__(self, stream: TextIO | None, secrets: Sequence[str]) -> None:
+    With a progress bar (on a TTY) the bottom line shows done / failed / running counts and the
+    elapsed time; node lines scroll above it.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None,
+        secrets: Sequence[str],
+        *,
+        progress: bool = False,
+        total: int = 0,
+    ) -> None:
         self.stream = stream
         self.secrets = secrets
+        self.progress = progress and stream is not None
+        self.total = total
+        self.done = self.failed = self.running = 0
+        self.started = time.monotonic()
         self.lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def line(self, text: str) -> None:
         if self.stream is None:
             return
         with self.lock:
-            self.stream.write(mask_secrets(text, self.secrets) + "\n")
+            self._write(mask_secrets(text, self.secrets) + "\n")
+
+    def node_started(self) -> None:
+        with self.lock:
+            self.running += 1
+            self._write("")
+        if self.progress and self._ticker is None:
+            self._ticker = threading.Thread(
+                target=self._tick, name="kenornir-progress", daemon=True
+            )
+            self._ticker.start()
+
+    def node_finished(self, failed: bool) -> None:
+        with self.lock:
+            self.running -= 1
+            self.done += 1
+            self.failed += failed
+            self._write("")
+
+    def close(self) -> None:
+        """Stop redrawing and leave the terminal on a clean line."""
+        self._closed.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if self.progress and self.stream is not None:
+            with self.lock:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+
+    def progress_text(self) -> str:
+        elapsed = int(time.monotonic() - self.started)
+        width = 24
+        filled = width * self.done // self.total if self.total else 0
+        bar = "#" * filled + "-" * (width - filled)
+        return (
+            f"[{bar}] {self.done}/{self.total} done, {self.failed} failed, "
+            f"{self.running} running, {elapsed // 60:02d}:{elapsed % 60:02d}"
+        )
+
+    def _write(self, text: str) -> None:
+        assert self.stream is not None
+        if self.progress:
+            # Clear the bar, print the line, draw the bar again below it.
+            text = "\r\033[K" + text + self.progress_text()
+        if text:
+            self.stream.write(text)
             self.stream.flush()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(1.0):
+            with self.lock:
+                self._write("")
 
 
 @dataclass
@@ -139,6 +206,7 @@ class RunRecorder:
         with self._lock:
             self._handlers[host.name] = handler
         logger.info("node %s (%s:%s) started", host.name, host.hostname, host.port or 22)
+        self.terminal.node_started()
 
     def subtask_instance_started(self, task: Task, host: Host) -> None:
         if task.name not in _STAGE_NAMES:
@@ -174,6 +242,7 @@ class RunRecorder:
             logger.removeHandler(handler)
             handler.close()
         self.terminal.line(outcome_line(outcome))
+        self.terminal.node_finished(outcome.status not in (Status.OK, Status.SKIPPED))
 
 
 def outcome_of(host: Host, result: MultiResult) -> NodeOutcome:
