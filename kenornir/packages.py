@@ -248,12 +248,12 @@ def _prepare_download(
     expected = fetcher.fetch_checksum(checksum_url, version, arch, required=verify_checksum)
     log.info("%s: downloading %s", arch, tarball_url)
     digest = fetcher.download_verified(tarball_url, tarball, expected, version, arch)
-    if expected is not None:
+    verified = expected is not None
+    if verified:
         # Keeping the verified checksum lets a rerun check the cached tarball with no network
         # request at all (`prepare` on a connected machine, then an air-gapped run).
         with fetcher.parts.replacing(stored_checksum) as out:
             out.write(f"{expected}  {tarball.name}\n".encode())
-    verified = expected is not None
     return _unpacked_package(
         version,
         arch,
@@ -275,15 +275,13 @@ def _verified_cached_tarball(tarball: Path, stored_checksum: Path, arch: str) ->
         stored_checksum.unlink(missing_ok=True)
         return None
     try:
-        expected: str | None = parse_sha512_checksum(stored_checksum.read_text())
+        expected = parse_sha512_checksum(stored_checksum.read_text())
     except (OSError, ChecksumFormatError):
-        expected = None
-    actual = file_digest(tarball, "sha512") if expected is not None else None
-    if expected is not None and actual == expected:
-        return actual
-    if expected is None:
         log.info("%s: cached %s has no verified checksum; downloading it again", arch, tarball)
     else:
+        actual = file_digest(tarball, "sha512")
+        if actual == expected:
+            return actual
         log.warning(
             "%s: cached %s is corrupt (sha512 %s, expected %s); downloading it again",
             arch,
