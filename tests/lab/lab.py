@@ -146,19 +146,10 @@ class Lab:
         if self._records:
             log.info("stopping the lab already recorded in %s", self.state_dir)
             self.down()
-        prepare_host()
-        self.accounts.prepare()
-        nodes_.write_uname_wrappers(self.state_dir)
+        self._prepare_shared_files()
         for index in range(nodes):
             arch = ARCH_CYCLE[index % len(ARCH_CYCLE)] if arch_mix else ARCH_CYCLE[0]
-            node = LabNode(
-                nodes_.node_name(index),
-                node_address(self.subnet, index),
-                SSH_PORT,
-                arch,
-                tmp_size_mb,
-            )
-            self._records[node.name] = _NodeProcesses(node)
+            self._add_record(index, arch, tmp_size_mb)
         try:
             self._start(list(self._records))
         except BaseException:
@@ -174,14 +165,12 @@ class Lab:
 
     def status(self) -> list[NodeStatus]:
         """Which nodes answer right now: a TCP connect and an SSH banner per node, in parallel."""
-        with ThreadPoolExecutor(max_workers=min(64, len(self._records) or 1)) as pool:
+        nodes = self.nodes
+        with ThreadPoolExecutor(max_workers=min(64, len(nodes) or 1)) as pool:
             banners = pool.map(
-                lambda node: nodes_.read_banner(node.address, node.port, timeout=2.0),
-                self.nodes,
+                lambda node: nodes_.read_banner(node.address, node.port, timeout=2.0), nodes
             )
-            return [
-                NodeStatus(node, banner) for node, banner in zip(self.nodes, banners, strict=True)
-            ]
+            return [NodeStatus(node, banner) for node, banner in zip(nodes, banners, strict=True)]
 
     def write_inventory(self, path: Path, offline_package_dir: Path) -> Path:
         """Write the upstream-format batch config for these nodes (see inventory.py)."""
@@ -201,18 +190,9 @@ class Lab:
         if arch not in ARCH_CYCLE:
             raise ValueError(f"arch must be one of {ARCH_CYCLE}, not {arch!r}")
         if not self._records:
-            prepare_host()
-            self.accounts.prepare()
-            nodes_.write_uname_wrappers(self.state_dir)
+            self._prepare_shared_files()
         index = max((int(name.split("-")[1]) for name in self._records), default=0)
-        node = LabNode(
-            nodes_.node_name(index),
-            node_address(self.subnet, index),
-            SSH_PORT,
-            arch,
-            tmp_size_mb or DEFAULT_TMP_SIZE_MB,
-        )
-        self._records[node.name] = _NodeProcesses(node)
+        node = self._add_record(index, arch, tmp_size_mb or DEFAULT_TMP_SIZE_MB)
         try:
             self._start([node.name])
         except BaseException:
@@ -268,6 +248,19 @@ class Lab:
         return self.host_public_key(name)
 
     # Internals.
+
+    def _prepare_shared_files(self) -> None:
+        """The host's mount points, the lab logins and the uname wrappers every node uses."""
+        prepare_host()
+        self.accounts.prepare()
+        nodes_.write_uname_wrappers(self.state_dir)
+
+    def _add_record(self, index: int, arch: str, tmp_size_mb: int) -> LabNode:
+        node = LabNode(
+            nodes_.node_name(index), node_address(self.subnet, index), SSH_PORT, arch, tmp_size_mb
+        )
+        self._records[node.name] = _NodeProcesses(node)
+        return node
 
     def _start(self, names: list[str]) -> None:
         # Another lab's sshd on our address would answer our banner check in our sshd's place.
