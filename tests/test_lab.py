@@ -8,6 +8,8 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paramiko
@@ -181,6 +183,38 @@ def test_edge_user_logs_in_with_the_key_and_has_passwordless_sudo(lab: Lab) -> N
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["edge", "/home/edge", "0"]
+
+
+@pytest.mark.lab
+def test_a_node_takes_100_concurrent_logins(lab: Lab) -> None:
+    node = lab.nodes[-1]
+    key = paramiko.Ed25519Key.from_private_key_file(str(lab.key_path))
+    barrier = threading.Barrier(100)
+
+    def login(_: int) -> str:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        barrier.wait(timeout=SSH_TIMEOUT)
+        try:
+            client.connect(
+                node.address,
+                node.port,
+                username="root",
+                pkey=key,
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=SSH_TIMEOUT,
+                banner_timeout=SSH_TIMEOUT,
+                auth_timeout=SSH_TIMEOUT,
+            )
+            return remote_output(client, "uname -m")
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        answers = list(pool.map(login, range(100)))
+
+    assert answers == [f"{node.arch}\n"] * 100
 
 
 @pytest.mark.lab
