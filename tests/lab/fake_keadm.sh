@@ -118,6 +118,7 @@ nap() {
     nap_pid=""
 }
 
+# shellcheck disable=SC2317 # run by the TERM/INT/HUP trap, not called directly
 on_join_killed() {
     [[ -n "$nap_pid" ]] && kill "$nap_pid" 2>/dev/null
     record_join killed
