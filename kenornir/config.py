@@ -966,10 +966,10 @@ nodes:
   - nodeName: edge-node-1       # <Required> unique; names this node's log file
     arch: amd64                 # <Optional> amd64/arm64/arm; detected with `uname -m` anyway
     # <Required> the keadm command without `keadm`, on one line (`>-` folds these two);
-    # placeholders come from cmdTplArgs and [kenornir] the node's nodeName, ip and labels
+    # placeholders come from cmdTplArgs; [kenornir] also {{.nodeName}}, {{.ip}}, {{.labels.x}}
     keadmCmd: >-
       {{.cmd}} --cloudcore-ipport={{.cloudcore}}
-      --edgenode-name={{.nodeName}} --token={{.token}}
+      --edgenode-name=edge-node-1 --token={{.token}}
     # copyFrom: ./edge-files    # <Optional> every file in this directory is uploaded next to
                                 # keadm (no subdirectories)
     # keadmBinDir: /usr/local/bin  # <Optional> this node already has keadm here
