@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -216,6 +215,10 @@ def plan(args: argparse.Namespace) -> int:
 
 def node_plan(node: NodeConfig) -> list[str]:
     from kenornir.config import STAGING_DIR
+    from kenornir.template import hook_command_line
+
+    def hook_line(script: str) -> str:
+        return hook_command_line(Path(script).name, STAGING_DIR)
 
     ssh = node.ssh
     auth = "ssh-agent" if ssh.auth.kind == "agent" else f"{ssh.auth.kind} auth"
@@ -224,9 +227,9 @@ def node_plan(node: NodeConfig) -> list[str]:
     lines.append(f"  uploads to {STAGING_DIR}:" if uploads else "  uploads: nothing")
     lines += [f"    {line}" for line in uploads]
     lines.append("  runs (through sudo):" if ssh.sudo else "  runs:")
-    lines += [f"    pre-run   {hook_command_line(script)}" for script in node.pre_run]
+    lines += [f"    pre-run   {hook_line(script)}" for script in node.pre_run]
     lines.append(f"    keadm     {node.remote_command_masked}")
-    lines += [f"    post-run  {hook_command_line(script)}" for script in node.post_run]
+    lines += [f"    post-run  {hook_line(script)}" for script in node.post_run]
     if node.keadm_bin_dir is None:
         lines.append("  (the uploaded keadm's sha256 is checked on the node right before it runs)")
     return lines
@@ -246,12 +249,6 @@ def upload_lines(node: NodeConfig) -> list[str]:
             f"{Path(script).name}  {_size(Path(script))}  ({field} {script})" for script in scripts
         ]
     return lines
-
-
-def hook_command_line(script: str) -> str:
-    from kenornir.config import STAGING_DIR
-
-    return f"cd {shlex.quote(STAGING_DIR)} && /bin/bash ./{shlex.quote(Path(script).name)}"
 
 
 def _size(path: Path) -> str:

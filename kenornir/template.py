@@ -78,6 +78,11 @@ def remote_command_line(keadm_cmd: str, work_dir: str) -> str:
     return f"cd {shlex.quote(work_dir)} && {runner} {keadm_cmd}"
 
 
+def hook_command_line(script_name: str, work_dir: str) -> str:
+    """The shell line that runs an uploaded preRun/postRun script where it was uploaded."""
+    return f"cd {shlex.quote(work_dir)} && /bin/bash ./{shlex.quote(script_name)}"
+
+
 def is_secret_key(key: str) -> bool:
     """cmdTplArgs keys whose values are treated as secrets."""
     lowered = key.lower()

@@ -8,6 +8,7 @@ from kenornir.template import (
     MASK,
     MissingPlaceholders,
     TemplateProblem,
+    hook_command_line,
     is_secret_key,
     mask_secrets,
     remote_command_line,
@@ -71,6 +72,11 @@ class TestRemoteCommandLine:
     def test_only_the_first_word_makes_a_reset(self) -> None:
         line = remote_command_line("join --post-run=reset.sh", "/opt/keadm")
         assert line == "cd /opt/keadm && ./keadm join --post-run=reset.sh"
+
+    def test_hook_line_runs_the_uploaded_script_with_bash(self) -> None:
+        assert hook_command_line("pre flight.sh", "/tmp/kubeedge/keadm") == (
+            "cd /tmp/kubeedge/keadm && /bin/bash ./'pre flight.sh'"
+        )
 
     def test_the_work_dir_is_quoted(self) -> None:
         assert remote_command_line("version", "/opt/my keadm").startswith("cd '/opt/my keadm' && ")
