@@ -7,7 +7,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -83,7 +83,7 @@ class NodeConfig:
     post_run: tuple[str, ...]
     # The node's keadmBinDir, else keadm.keadmBinDir; None means keadm is uploaded.
     keadm_bin_dir: str | None
-    labels: Mapping[str, str]
+    labels: Mapping[str, str] = field(hash=False)  # a dict: left out of the hash
     # Upstream's own sample writes `arch` and upstream ignores it; kenornir checks it is prepared.
     arch: str | None
     secrets: tuple[str, ...]
@@ -116,7 +116,7 @@ class KeadmConfig:
     keadm_version: str | None
     arch_group: tuple[str, ...]
     offline_package_dir: str | None
-    cmd_tpl_args: Mapping[str, str]
+    cmd_tpl_args: Mapping[str, str] = field(hash=False)  # a dict: left out of the hash
     keadm_bin_dir: str | None
     pre_run: tuple[str, ...]
     post_run: tuple[str, ...]
@@ -794,9 +794,9 @@ def _check_uploads(reader: _Reader, draft: _NodeDraft) -> None:
                 )
             else:
                 _add_upload(reader, uploads, entry.name, str(entry), f"{path}.copyFrom")
-    for field, scripts in (("preRun", draft.pre_run), ("postRun", draft.post_run)):
+    for key, scripts in (("preRun", draft.pre_run), ("postRun", draft.post_run)):
         for script in scripts:
-            _add_upload(reader, uploads, Path(script).name, script, f"{path}.{field}")
+            _add_upload(reader, uploads, Path(script).name, script, f"{path}.{key}")
 
 
 def _add_upload(

@@ -306,6 +306,13 @@ class TestErrors:
         with pytest.raises(dataclasses.FrozenInstanceError):
             config.keadm.download.enable = False  # type: ignore[misc]
 
+    def test_the_model_is_hashable_and_compares_by_value(self) -> None:
+        data = config_with(**{"nodes.0.labels": {"site": "north"}, "keadm.cmdTplArgs": {"a": "b"}})
+        first, second = parse(data), parse(data)
+        assert first == second
+        assert hash(first) == hash(second)
+        assert {first.nodes[0], second.nodes[0]} == {first.nodes[0]}
+
     def test_secret_values_never_appear_in_errors(self) -> None:
         data = config_with(
             **{
