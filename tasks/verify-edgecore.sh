@@ -68,11 +68,14 @@ systemd_running() {
     command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]
 }
 
-# What `pgrep -x edgecore` does, without needing procps on the node.
+# What `pgrep -x edgecore` does, without needing procps on the node, and skipping zombies:
+# an edgecore that just died is not up. /proc/PID/stat is "PID (NAME) STATE ...".
 edgecore_process_running() {
-    local comm name
-    for comm in /proc/[0-9]*/comm; do
-        read -r name 2>/dev/null <"$comm" && [ "$name" = edgecore ] && return 0
+    local stat line state
+    for stat in /proc/[0-9]*/stat; do
+        read -r line 2>/dev/null <"$stat" || continue
+        state=${line##*) }
+        [[ $line == *" (edgecore) "* && ${state:0:1} != Z ]] && return 0
     done
     return 1
 }
