@@ -292,6 +292,8 @@ def test_preflight_reads_the_settings_file_and_the_environment_wins(
         f"export PREFLIGHT_CLOUDCORE={cloudcore}\r\n"
         f"  PREFLIGHT_MIN_INSTALL_MB='{LAB_INSTALL_MB}'\n"
         "VERIFY_TIMEOUT=5\n"
+        # Before the first install the dir is missing: measured at its nearest existing parent.
+        "PREFLIGHT_INSTALL_DIR=/var/lib/kubeedge/not/made/yet\n"
         "\n"
         "PREFLIGHT_MIN_STAGING_MB=1",
     )
