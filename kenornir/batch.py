@@ -184,7 +184,7 @@ def prepare(
 
 
 def run_batch(
-    config_path: str | Path,
+    config: str | Path | BatchConfig,
     selection: Selection = Selection(),
     options: RunOptions = RunOptions(),
     stream: TextIO | None = sys.stdout,
@@ -196,7 +196,7 @@ def run_batch(
     Node lines go to stream as they happen (with a progress bar when progress is set); the
     summary is the caller's to print.
     """
-    batch = load_config(config_path)
+    batch = _as_config(config)
     names = selected_names(batch, selection)
     secrets = batch.secrets
     terminal = Terminal(stream, secrets, progress=progress, total=len(names))
@@ -205,7 +205,7 @@ def run_batch(
     started = datetime.now(UTC)
     report: dict[str, Any] = {
         "run_id": run_dir.name,
-        "config": str(Path(config_path).resolve()),
+        "config": batch.source,
         "selection": {**_jsonable(asdict(selection)), "nodes": names},
         "options": _jsonable(asdict(options)),
         "started": started.isoformat(),

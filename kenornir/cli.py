@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from kenornir import __version__
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # usage errors and invalid configs
+EXIT_PREPARE_FAILED = 3
+EXIT_INTERRUPTED = 130
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -33,15 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kenornir {__version__}")
     subcommands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add_subcommand in (add_gen_config, add_validate, add_plan):
+    for add_subcommand in (add_run, add_gen_config, add_validate, add_plan, add_prepare):
         add_subcommand(subcommands)
     return parser
+
+
+def with_default_command(argv: Sequence[str]) -> list[str]:
+    """`kenornir CONFIG` and keadm's `kenornir -c CONFIG` mean `kenornir run ...`."""
+    words = list(argv)
+    commands = {"run", "gen-config", "validate", "plan", "prepare"}
+    if words and words[0] not in commands and words[0] not in ("-h", "--help", "--version"):
+        return ["run", *words]
+    return words
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(with_default_command(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse's own exit after --help, --version or a usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     command: Command | None = getattr(args, "command", None)
@@ -256,3 +268,228 @@ def _size(path: Path) -> str:
         return _count(path.stat().st_size, "byte")
     except OSError as exc:
         return f"(cannot read: {exc.strerror})"
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def add_run(subcommands: Subcommands) -> None:
+    parser = subcommands.add_parser(
+        "run",
+        help="run the batch (the default: `kenornir CONFIG`)",
+        description="Prepare keadm packages, then bring every selected node through upload, "
+        "hooks and its keadm command, maxRunNum nodes at a time. Exit 0: all selected nodes ok; "
+        "1: some failed; 2: bad config or usage; 3: package preparation failed; 130: interrupted.",
+    )
+    add_config_argument(parser)
+    chosen = parser.add_argument_group("selection")
+    chosen.add_argument(
+        "--limit", action="append", default=[], metavar="NAME|GLOB[,..]", help="only these nodes"
+    )
+    chosen.add_argument(
+        "--exclude", action="append", default=[], metavar="NAME|GLOB[,..]", help="not these nodes"
+    )
+    chosen.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="nodes with this label"
+    )
+    chosen.add_argument(
+        "--rerun-failed",
+        nargs="?",
+        const="kenornir-runs/latest",
+        metavar="RUN_DIR",
+        help="the nodes of that run (default: the latest) that did not end ok",
+    )
+    tuning = parser.add_argument_group("tuning")
+    tuning.add_argument("--workers", type=_positive_int, metavar="N", help="overrides maxRunNum")
+    tuning.add_argument("--connect-timeout", type=_positive_float, metavar="S", default=None)
+    tuning.add_argument("--command-timeout", type=_positive_float, metavar="S", default=None)
+    tuning.add_argument(
+        "--host-key-policy",
+        choices=("accept-new", "strict", "ignore"),
+        default="accept-new",
+        help="unknown hosts: learn (accept-new, the default) or refuse (strict); a changed key "
+        "is refused unless ignore",
+    )
+    tuning.add_argument(
+        "--known-hosts", type=Path, metavar="FILE", help="default ~/.ssh/known_hosts"
+    )
+    add_package_arguments(tuning)
+    output = parser.add_argument_group("output")
+    output.add_argument("--run-dir", type=Path, metavar="DIR", help="default kenornir-runs/<UTC>")
+    output.add_argument("-v", "--verbose", action="store_true", help="add Nornir's print_result")
+    output.add_argument("--json", action="store_true", help="print report.json, not the table")
+    output.add_argument("--no-progress", action="store_true", help="plain lines, no progress bar")
+    parser.set_defaults(command=run)
+
+
+def add_package_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--cache-dir", type=Path, metavar="DIR", help="default ~/.cache/kenornir/keadm"
+    )
+    group.add_argument(
+        "--insecure-skip-checksum",
+        action="store_true",
+        help="accept a release that publishes no checksum file (a published one is still checked)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _split(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(part for value in values for part in value.split(",") if part)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_or_report(args)
+    if config is None:
+        return EXIT_USAGE
+    labels = []
+    for label in args.label:
+        key, equals, value = label.partition("=")
+        if not equals or not key:
+            print(f"kenornir: error: --label {label}: write it as KEY=VALUE", file=sys.stderr)
+            return EXIT_USAGE
+        labels.append((key, value))
+    from kenornir.batch import RunOptions, Selection, SelectionError, run_batch
+    from kenornir.packages import PackageError
+    from kenornir.report import summary_table
+    from kenornir.template import mask_secrets
+
+    selection = Selection(
+        limit=_split(args.limit),
+        exclude=_split(args.exclude),
+        labels=tuple(labels),
+        rerun_failed=Path(args.rerun_failed) if args.rerun_failed else None,
+    )
+    options = RunOptions(
+        workers=args.workers,
+        connect_timeout=args.connect_timeout,
+        command_timeout=args.command_timeout,
+        host_key_policy=args.host_key_policy,
+        known_hosts=args.known_hosts,
+        cache_dir=args.cache_dir,
+        verify_checksum=False if args.insecure_skip_checksum else None,
+        run_dir=args.run_dir,
+    )
+    # With --json, stdout carries the report alone; the live lines go to stderr.
+    live = sys.stderr if args.json else sys.stdout
+    try:
+        batch_run = run_batch(
+            config, selection, options, live, progress=live.isatty() and not args.no_progress
+        )
+    except SelectionError as exc:
+        print(f"kenornir: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PackageError as exc:
+        print(f"kenornir: preparing keadm packages failed: {exc}", file=sys.stderr)
+        return EXIT_PREPARE_FAILED
+    if not batch_run.report:
+        print(f"nothing to rerun: every node of {args.rerun_failed} ended ok")
+        return EXIT_OK
+    if args.verbose and batch_run.results is not None:
+        print(mask_secrets(verbose_result(batch_run.results), config.secrets))
+    if args.json:
+        print((batch_run.run_dir / "report.json").read_text("utf-8"), end="")
+    else:
+        print(summary_table(batch_run.outcomes, batch_run.run_dir))
+    return batch_run.exit_code
+
+
+def verbose_result(results: object) -> str:
+    """nornir-utils' print_result of the whole run, captured so it can be masked."""
+    import contextlib
+    import io
+
+    from nornir_utils.plugins.functions import print_result
+
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        print_result(results)
+    return captured.getvalue()
+
+
+# --- prepare ------------------------------------------------------------------------------
+
+
+def add_prepare(subcommands: Subcommands) -> None:
+    parser = subcommands.add_parser(
+        "prepare",
+        help="only prepare (download or unpack and verify) the keadm packages",
+        description="The controller side alone: fill the cache with verified keadm binaries, "
+        "e.g. before going air-gapped. Exit 0, 3 when a package cannot be prepared, 130 on "
+        "Ctrl-C.",
+    )
+    add_config_argument(parser)
+    add_package_arguments(parser.add_argument_group("packages"))
+    parser.set_defaults(command=prepare)
+
+
+def prepare(args: argparse.Namespace) -> int:
+    config = load_or_report(args)
+    if config is None:
+        return EXIT_USAGE
+    from kenornir.batch import RunOptions, arches_to_prepare
+    from kenornir.batch import prepare as prepare_packages
+    from kenornir.packages import PackageError
+
+    if not arches_to_prepare(config):
+        print("nothing to prepare: every node has keadmBinDir")
+        return EXIT_OK
+    options = RunOptions(
+        cache_dir=args.cache_dir,
+        verify_checksum=False if args.insecure_skip_checksum else None,
+    )
+    progress = DownloadProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        packages = prepare_packages(config, options, progress)
+    except PackageError as exc:
+        print(f"kenornir: preparing keadm packages failed: {exc}", file=sys.stderr)
+        return EXIT_PREPARE_FAILED
+    except KeyboardInterrupt:
+        print("kenornir: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if progress is not None:
+            progress.close()
+    for arch, package in sorted(packages.items()):
+        check = "sha512 verified" if package.checksum_verified else "no checksum file: NOT verified"
+        print(
+            f"{arch:6} {package.version}  {package.source:8} {package.binary}  "
+            f"{package.binary_size} bytes, sha256 {package.binary_sha256[:16]}…, {check}"
+        )
+    return EXIT_OK
+
+
+class DownloadProgress:
+    """One redrawn line on a TTY: bytes fetched per arch."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.done: dict[str, tuple[int, int | None]] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, arch: str, done: int, total: int | None) -> None:
+        with self.lock:
+            self.done[arch] = (done, total)
+            parts = [
+                f"{name} {d >> 20}/{t >> 20 if t else '?'} MiB"
+                for name, (d, t) in sorted(self.done.items())
+            ]
+            self.stream.write("\r\033[K" + "  ".join(parts))
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r\033[K")
+        self.stream.flush()

@@ -69,20 +69,26 @@ def run_remote(task: Task, command: str, what: str, timeout: float | None = None
 
 
 def run_keadm(
-    task: Task, workdir: str, binary_sha256: str | None = None, timeout: float | None = None
+    task: Task,
+    workdir: str,
+    binary_sha256: str | None = None,
+    timeout: float | None = None,
+    keadm_cmd: str | None = None,
 ) -> Result:
-    """Run the node's rendered keadm command (host.data["keadm_cmd"]) in workdir.
+    """Run keadm in workdir: the node's rendered command, or keadm_cmd (e.g. `reset edge`).
 
     Returns:
         Result with `result` the exit status (0) and the command's stdout/stderr tails.
     Raises:
         StageFailed: keadm failed, timed out, or the binary changed since upload.
     """
-    command = keadm_command_line(task.host.data["keadm_cmd"], workdir, binary_sha256)
+    data = task.host.data
+    command = keadm_command_line(keadm_cmd or data["keadm_cmd"], workdir, binary_sha256)
     log = node_logger(task.host.name)
     if binary_sha256 is not None:
         log.info("checking on the node first: keadm sha256 %s", binary_sha256)
-    log.info("running: %s", remote_command_line(task.host.data["keadm_cmd_masked"], workdir))
+    shown = keadm_cmd or data["keadm_cmd_masked"]
+    log.info("running: %s", remote_command_line(shown, workdir))
     try:
         output = run_remote(task, command, "keadm", timeout)
     except StageFailed as failure:

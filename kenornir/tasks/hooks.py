@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import posixpath
-import shlex
 from pathlib import Path
 
 from nornir.core.task import Result, Task
 
+from kenornir.config import STAGING_DIR
 from kenornir.tasks.command import run_remote
-from kenornir.tasks.transfer import STAGING_DIR, FileToSend, upload_files
+from kenornir.tasks.transfer import FileToSend, upload_files
+from kenornir.template import hook_command_line
 
 
 def hook_files(scripts: list[str], remote_dir: str = STAGING_DIR) -> list[FileToSend]:
@@ -20,7 +21,7 @@ def _run_hooks(task: Task, key: str, what: str) -> Result:
     files = hook_files(task.host.data[key])
     upload_files(task, files)
     for item in files:
-        command = f"cd {shlex.quote(STAGING_DIR)} && /bin/bash ./{shlex.quote(item.local.name)}"
+        command = hook_command_line(item.local.name, STAGING_DIR)
         run_remote(task, command, f"{what} script {item.local.name}")
     return Result(host=task.host, result=[f.local.name for f in files], changed=bool(files))
 

@@ -12,6 +12,7 @@ import paramiko
 from nornir.core.exceptions import NornirSubTaskError
 from nornir.core.task import Result, Task
 
+from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandInterrupted, ConnectError, run_options
 from kenornir.nodelog import node_logger
 from kenornir.outcome import NodeOutcome, Stage, StageFailed, Status
@@ -19,7 +20,7 @@ from kenornir.tasks.command import run_keadm
 from kenornir.tasks.connect import connect
 from kenornir.tasks.facts import detect_arch
 from kenornir.tasks.hooks import post_run, pre_run
-from kenornir.tasks.transfer import STAGING_DIR, FileToSend, dir_files, stage_dir, upload_files
+from kenornir.tasks.transfer import FileToSend, dir_files, stage_dir, upload_files
 
 
 class PreparedBinary(Protocol):

@@ -15,11 +15,11 @@ import paramiko
 from nornir.core.task import Result, Task
 
 from kenornir.checksum import file_digest
+from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandInterrupted, KenornirSSH, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
 
-STAGING_DIR = "/tmp/kubeedge/keadm"  # upstream's path: keadm's --pre-run=./x.sh relies on it
 _PART_SUFFIX = ".kenornir-part"
 
 
