@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.lab.lab import DEFAULT_TMP_SIZE_MB, Lab, LabError
 from tests.lab.node import LabNode
 from tests.lab.packages import DEFAULT_VERSION, build_packages, ensure_packages
+from tests.lab.relay import RELAY_PORT, EdgeLink
 from tests.lab.subnets import DEFAULT_SUBNET
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,12 +41,21 @@ def _up(args: argparse.Namespace) -> int:
         packages = pool.submit(
             ensure_packages, packages_dir, binary_size=args.package_size_mb * 2**20
         )
-        nodes = lab.up(args.nodes, arch_mix=args.arch_mix, tmp_size_mb=args.tmp_size_mb)
+        edge_link = EdgeLink(args.link_rate_mbit, args.link_rtt_ms) if args.edge_link else None
+        lab.up(
+            args.nodes, arch_mix=args.arch_mix, tmp_size_mb=args.tmp_size_mb, edge_link=edge_link
+        )
         packages.result()
+    nodes = lab.client_nodes
     inventory = lab.write_inventory(args.inventory, packages_dir)
     elapsed = time.monotonic() - started
     _print_nodes(nodes)
     print(f"{len(nodes)} nodes up in {elapsed:.1f} s on {lab.subnet}.x (state {lab.state_dir})")
+    if edge_link is not None:
+        print(
+            f"each node behind its own edge link: {edge_link.rate_mbit:g} Mbit/s,"
+            f" {edge_link.rtt_ms:g} ms round trip, on port {RELAY_PORT} (sshd itself on 22)"
+        )
     print(f"key {lab.key_path}, password in {lab.accounts.password_path}, users root and edge")
     print(f"batch config {inventory}")
     return 0
@@ -124,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--package-size-mb", type=int, default=DEFAULT_PACKAGE_SIZE_MB, help="keadm binary size"
     )
+    up.add_argument(
+        "--edge-link",
+        action="store_true",
+        help=f"put each node behind a rate-limiting, delaying relay on port {RELAY_PORT}",
+    )
+    up.add_argument("--link-rate-mbit", type=float, default=20.0, help="(default %(default)s)")
+    up.add_argument("--link-rtt-ms", type=float, default=40.0, help="(default %(default)s)")
     up.add_argument(
         "--inventory",
         type=Path,

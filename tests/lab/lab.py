@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +20,15 @@ from tests.lab.host import prepare_host
 from tests.lab.inventory import write_lab_inventory
 from tests.lab.node import ARCH_CYCLE, SSH_PORT, LabNode
 from tests.lab.records import JOIN_LOG, JoinRecord, parse_join_records
+from tests.lab.relay import (
+    RELAY_PORT,
+    EdgeLink,
+    LinkCounters,
+    Route,
+    is_relay,
+    read_counters,
+    start_relay,
+)
 from tests.lab.subnets import DEFAULT_SUBNET, address_in_use, node_address, validate_subnet
 
 DEFAULT_TMP_SIZE_MB = 512
@@ -57,6 +66,7 @@ class Lab:
 
     The state dir records the PIDs the lab started (lab.json), its key, password and node files,
     so `down` can stop it from any process. A lab already recorded there is picked up.
+    With an edge link, clients reach node i through the relay on <subnet>.<i+1>:2222.
     """
 
     def __init__(self, state_dir: Path, subnet: str | None = None) -> None:
@@ -65,6 +75,8 @@ class Lab:
         self._records: dict[str, _NodeProcesses] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self.inventory_path: Path | None = None
+        self.edge_link: EdgeLink | None = None
+        self._relay_pid: int | None = None
         recorded_subnet = self._load()
         self.subnet = subnet or recorded_subnet or DEFAULT_SUBNET
         validate_subnet(self.subnet)
@@ -87,12 +99,27 @@ class Lab:
     def edge_user(self) -> str:
         return EDGE_USER
 
+    @property
+    def client_nodes(self) -> list[LabNode]:
+        """The nodes as clients reach them: at the relay's port when the lab has an edge link."""
+        return [self.client_node(node.name) for node in self.nodes]
+
     def node(self, name: str) -> LabNode:
         return self._record(name).node
 
+    def client_node(self, name: str) -> LabNode:
+        node = self.node(name)
+        return node if self.edge_link is None else replace(node, port=RELAY_PORT)
+
+    def link_counters(self) -> dict[str, LinkCounters]:
+        """Bytes through each node's edge link so far, per direction (needs an edge link)."""
+        if self._relay_pid is None:
+            raise LabError("this lab has no edge link")
+        return read_counters(self.state_dir)
+
     def ssh_command(self, name: str, *command: str, user: str = "root") -> list[str]:
         """argv for the system ssh client logging in to a node with the lab key, no known_hosts."""
-        node = self.node(name)
+        node = self.client_node(name)
         return [
             *("ssh", "-i", str(self.key_path), "-p", str(node.port)),
             *("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"),
@@ -134,11 +161,16 @@ class Lab:
     # Whole-lab operations.
 
     def up(
-        self, nodes: int, arch_mix: bool = False, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
+        self,
+        nodes: int,
+        arch_mix: bool = False,
+        tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
+        edge_link: EdgeLink | None = None,
     ) -> list[LabNode]:
         """Start `nodes` nodes (a lab already running in this state dir is stopped first).
 
         Returns once every node's sshd answers. arch_mix cycles x86_64, aarch64, armv7l.
+        edge_link puts every node behind its own simulated link (the relay, see relay.py).
 
         Raises:
             LabError: a node did not come up; everything started is stopped again.
@@ -152,6 +184,9 @@ class Lab:
             self._add_record(index, arch, tmp_size_mb)
         try:
             self._start(list(self._records))
+            self.edge_link = edge_link
+            if edge_link is not None:
+                self._start_relay(edge_link)
         except BaseException:
             self.down()
             raise
@@ -159,6 +194,8 @@ class Lab:
 
     def down(self) -> None:
         """Stop every node: sshd, its sessions, anything else in the node, then the holder."""
+        self._stop_relay()
+        self.edge_link = None
         self._stop(list(self._records))
         self._records.clear()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
@@ -176,7 +213,7 @@ class Lab:
         """Write the upstream-format batch config for these nodes (see inventory.py)."""
         self.inventory_path = write_lab_inventory(
             path,
-            self.nodes,
+            self.client_nodes,
             key_path=self.key_path,
             copy_from_dir=self.state_dir / "copy-from",
             offline_package_dir=offline_package_dir,
@@ -195,6 +232,9 @@ class Lab:
         node = self._add_record(index, arch, tmp_size_mb or DEFAULT_TMP_SIZE_MB)
         try:
             self._start([node.name])
+            if self.edge_link is not None:  # the relay learns its routes when it starts
+                self._stop_relay()
+                self._start_relay(self.edge_link)
         except BaseException:
             self.remove_node(node.name)
             raise
@@ -291,6 +331,21 @@ class Lab:
         self._save()
         self._wait_for_banners(names)
 
+    def _start_relay(self, edge_link: EdgeLink) -> None:
+        routes = [
+            Route(node.name, (node.address, RELAY_PORT), (node.address, node.port))
+            for node in self.nodes
+        ]
+        relay, _ = start_relay(self.state_dir, routes, edge_link)
+        self._children[relay.pid] = relay
+        self._relay_pid = relay.pid
+        self._save()
+
+    def _stop_relay(self) -> None:
+        if self._relay_pid is not None and is_relay(self._relay_pid, self.state_dir):
+            nodes_.terminate([self._relay_pid], self._children)
+        self._relay_pid = None
+
     def _wait_for_banners(self, names: list[str]) -> None:
         deadline = time.monotonic() + _BANNER_WAIT_SECONDS
 
@@ -349,6 +404,8 @@ class Lab:
     def _save(self) -> None:
         state = {
             "subnet": self.subnet,
+            "edge_link": asdict(self.edge_link) if self.edge_link else None,
+            "relay_pid": self._relay_pid,
             "nodes": [
                 {
                     **asdict(record.node),
@@ -372,6 +429,9 @@ class Lab:
             holder_pid, sshd_pid = entry.pop("holder_pid"), entry.pop("sshd_pid")
             node = LabNode(**entry)
             self._records[node.name] = _NodeProcesses(node, holder_pid, sshd_pid)
+        if state.get("edge_link"):
+            self.edge_link = EdgeLink(**state["edge_link"])
+        self._relay_pid = state.get("relay_pid")
         subnet: str = state["subnet"]
         return subnet
 
