@@ -2,8 +2,9 @@
 
     python examples/reset_then_join.py batch.yaml NODE
 
-kenornir's tasks are building blocks: run_keadm runs `reset edge` (upstream's `yes |` included),
-then join_node brings the node back with its own rendered join command.
+kenornir's tasks are building blocks: run_keadm runs `reset edge` (upstream's `yes |` included)
+with the keadm a previous run left on the node, then join_node brings the node back with its own
+rendered join command.
 """
 
 import sys
@@ -20,7 +21,8 @@ from kenornir.tasks import connect, join_node, run_keadm
 def reset_then_join(task: Task, packages: dict) -> Result:
     task.run(task=connect)
     task.run(task=run_keadm, workdir=STAGING_DIR, keadm_cmd="reset edge")
-    return task.run(task=join_node, packages=packages)[0]
+    joined = task.run(task=join_node, packages=packages)[0]
+    return Result(host=task.host, result=joined.result, failed=joined.failed)
 
 
 def main(config_path: str, node: str) -> int:
@@ -29,8 +31,11 @@ def main(config_path: str, node: str) -> int:
     results = nr.filter(F(name=node)).run(
         task=reset_then_join, packages=prepare(batch, RunOptions())
     )
-    outcome = results[node][-1].result
-    print(f"{node}: reset, then join: {outcome.status}")
+    first = results[node][0]
+    if first.exception is not None:  # the reset step failed; join_node records its own failures
+        print(f"{node}: reset failed: {results[node][-1].exception}")
+    else:
+        print(f"{node}: reset, then join: {first.result.status}")
     return 1 if results.failed else 0
 
 

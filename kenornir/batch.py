@@ -22,6 +22,7 @@ from kenornir.config import BatchConfig, load_config
 from kenornir.outcome import NodeOutcome, Status
 from kenornir.packages import KeadmPackage, prepare_packages
 from kenornir.report import (
+    EXIT_OK,
     RUN_LOG_FILE,
     RunRecorder,
     Terminal,
@@ -198,6 +199,8 @@ def run_batch(
     """
     batch = _as_config(config)
     names = selected_names(batch, selection)
+    if not names:  # --rerun-failed of a run where every node ended ok: no new run at all
+        return BatchRun(selection.rerun_failed or Path(), EXIT_OK, [])
     secrets = batch.secrets
     terminal = Terminal(stream, secrets, progress=progress, total=len(names))
     run_dir = new_run_dir(options.run_dir)

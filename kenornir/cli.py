@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from collections import Counter
@@ -50,7 +51,23 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
     return words
 
 
+class _WarningsToStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """kenornir's own warnings (e.g. an unverified package) as one `kenornir: warning:` line."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setLevel(logging.WARNING)
+        self.setFormatter(logging.Formatter("kenornir: warning: %(message)s"))
+
+
+def show_warnings() -> None:
+    logger = logging.getLogger("kenornir")
+    if not any(isinstance(h, _WarningsToStderr) for h in logger.handlers):
+        logger.addHandler(_WarningsToStderr())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    show_warnings()
     parser = build_parser()
     try:
         args = parser.parse_args(with_default_command(sys.argv[1:] if argv is None else argv))

@@ -120,8 +120,6 @@ class Terminal:
         self._closed = threading.Event()
 
     def line(self, text: str) -> None:
-        if self.stream is None:
-            return
         with self.lock:
             self._write(mask_secrets(text, self.secrets) + "\n")
 
@@ -163,7 +161,8 @@ class Terminal:
         )
 
     def _write(self, text: str) -> None:
-        assert self.stream is not None
+        if self.stream is None:
+            return
         if self.progress:
             # Clear the bar, print the line, draw the bar again below it.
             text = "\r\033[K" + text + self.progress_text()
@@ -350,7 +349,7 @@ def failed_nodes_of(run_dir: Path) -> list[str]:
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
         if event.get("event") == "run-start":
-            selected = list(event["selection"])
+            selected = list(event["selection"]["nodes"])
         elif "node" in event and event.get("status") == "ok":
             ok.add(event["node"])
     return [name for name in selected if name not in ok]

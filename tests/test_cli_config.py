@@ -152,7 +152,6 @@ class TestValidate:
             ["validate", "a.yaml", "-c", "b.yaml"],
             ["plan"],
             [],
-            ["frobnicate"],
             ["validate", "--no-such-option", "a.yaml"],
         ],
     )
@@ -161,6 +160,16 @@ class TestValidate:
         assert (code, out) == (2, "")
         assert "error:" in err
         assert "Traceback" not in err
+
+    def test_an_unknown_word_is_taken_as_the_config_of_a_run(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # `kenornir CONFIG` runs the batch, so a word that is no command names a config file.
+        assert run_cli(capsys, "frobnicate") == (
+            2,
+            "",
+            "frobnicate: file not found (check the path)\n",
+        )
 
     def test_a_missing_file_is_a_config_error(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
