@@ -1,0 +1,186 @@
+"""`python -m bench`: bring up a lab, run every contender in alternating rounds, print the table."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, TOOLS_VENV, RunPaths, kenornir
+from bench.hotspots import py_spy_record, render_frames, top_frames
+from bench.job import write_job
+from bench.report import machine_line, render_table, summarize, targets
+from bench.runner import REPO, BenchError, Runner
+from bench.wire import WireCounters, WireError
+from tests.lab import Lab, LabError, ensure_packages, leased_subnet
+from tests.lab.relay import EdgeLink
+
+BENCH_DIR = Path(__file__).resolve().parent
+SCENARIOS = ("loopback", "edge-link")
+
+log = logging.getLogger("bench")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+    try:
+        return _bench(args)
+    except (BenchError, LabError, WireError, OSError, subprocess.CalledProcessError) as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    contenders = [name for name in args.contenders.split(",") if name]
+    unknown = set(contenders) - set(CONTENDERS)
+    if unknown or not contenders:
+        raise BenchError(
+            f"--contenders takes some of {','.join(CONTENDERS)}, not {args.contenders}"
+        )
+    if ANSIBLE in contenders or args.profile:
+        _ensure_tools()
+    work_dir = args.work_dir.absolute()
+    header = (
+        f"{args.scenario}: {args.nodes} nodes (amd64/arm64/arm), {args.workers} workers,"
+        f" keadm {args.package_size_mb} MiB, {args.rounds} round(s)"
+    )
+    if args.scenario == "edge-link":
+        header += f", each node behind {args.link_rate_mbit:g} Mbit/s and {args.link_rtt_ms:g} ms"
+    machine = machine_line()
+    log.info("%s; %s", header, machine)
+    packages = ensure_packages(work_dir / "packages", binary_size=args.package_size_mb * 2**20)
+    edge_link = (
+        EdgeLink(args.link_rate_mbit, args.link_rtt_ms) if args.scenario == "edge-link" else None
+    )
+    with _running_lab(work_dir / "lab", args.nodes, edge_link) as lab:
+        job = write_job(work_dir / "job", lab.client_nodes, lab.key_path, packages, args.workers)
+        with WireCounters(f"kenornir_bench_{os.getpid()}", job.nodes) as wire:
+            runner = Runner(lab, job, wire, work_dir / "runs")
+            if KENORNIR in contenders:
+                runner.prepare_kenornir()
+            measurements = runner.rounds(contenders, args.rounds, args.second_run)
+            profile = _profile(runner, args.scenario, work_dir) if args.profile else None
+    help_seconds = _help_seconds(args.help_runs) if KENORNIR in contenders else None
+    summaries = summarize(measurements)
+    found = targets(summaries, args.scenario, job.binary_size, help_seconds)
+    print(header)
+    print(machine)
+    print(render_table(summaries))
+    if help_seconds is not None:
+        print(f"kenornir --help: median {help_seconds:.3f} s of {args.help_runs} runs")
+    print("targets:")
+    print("\n".join(target.line() for target in found))
+    if profile is not None:
+        print(profile)
+    results = work_dir / f"results-{args.scenario}-n{args.nodes}-w{args.workers}.json"
+    results.write_text(
+        json.dumps(
+            {
+                "header": header,
+                "machine": machine,
+                "measurements": [asdict(m) for m in measurements],
+                "help_seconds": help_seconds,
+                "targets": [{**asdict(t), "met": t.met} for t in found],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"figures of every run: {results}")
+    return 0
+
+
+@contextlib.contextmanager
+def _running_lab(state_dir: Path, nodes: int, edge_link: EdgeLink | None) -> Iterator[Lab]:
+    """A lab of its own on a leased subnet, stopped again whatever happens."""
+    with leased_subnet() as subnet:
+        lab = Lab(state_dir, subnet)
+        try:
+            lab.up(nodes, arch_mix=True, edge_link=edge_link)
+            yield lab
+        finally:
+            lab.down()
+
+
+def _profile(runner: Runner, scenario: str, work_dir: Path) -> str:
+    """One more kenornir first run, under py-spy; returns its top frames."""
+    runner.reset_nodes()
+    folded = work_dir / f"profile-{scenario}.folded"
+    paths = RunPaths(
+        work_dir / "runs" / "profile", work_dir / "runs" / "profile-known_hosts", runner.cache_dir
+    )
+    paths.known_hosts.unlink(missing_ok=True)
+    command = kenornir(runner.job, paths).argv
+    idle = scenario == "edge-link"  # there the run waits on the links: show where
+    subprocess.run(py_spy_record(command, folded, idle), check=True, capture_output=True, cwd=REPO)
+    kind = "wall time (idle threads included)" if idle else "CPU time"
+    return (
+        f"kenornir profile, {kind}, folded stacks in {folded}:\n{render_frames(top_frames(folded))}"
+    )
+
+
+def _help_seconds(runs: int) -> float:
+    """Median wall time of `python -m kenornir --help` (after one untimed run)."""
+    command = [sys.executable, "-m", "kenornir", "--help"]
+    times = []
+    for _ in range(runs + 1):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def _ensure_tools() -> None:
+    """The bench's own venv with Ansible and py-spy, apart from the project's venv."""
+    if (TOOLS_VENV / "bin" / "ansible-playbook").exists() and (
+        TOOLS_VENV / "bin" / "py-spy"
+    ).exists():
+        return
+    log.info("installing ansible-core and py-spy into %s", TOOLS_VENV)
+    subprocess.run([sys.executable, "-m", "venv", str(TOOLS_VENV)], check=True)
+    pip = [str(TOOLS_VENV / "bin" / "pip"), "install", "-q"]
+    subprocess.run([*pip, "-r", str(BENCH_DIR / "requirements.txt")], check=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--nodes", type=int, default=30, help="lab nodes (default %(default)s)")
+    parser.add_argument(
+        "--workers", type=int, default=10, help="nodes at once (default %(default)s)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="(default %(default)s)")
+    parser.add_argument("--scenario", choices=SCENARIOS, default="loopback")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help="comma-separated, some of %(default)s",
+    )
+    parser.add_argument(
+        "--no-second-run",
+        dest="second_run",
+        action="store_false",
+        help="skip kenornir's second run (nothing changed) after each first run",
+    )
+    parser.add_argument("--profile", action="store_true", help="one more kenornir run under py-spy")
+    parser.add_argument("--help-runs", type=int, default=10, help="kenornir --help timings")
+    parser.add_argument("--package-size-mb", type=int, default=80, help="keadm binary size")
+    parser.add_argument("--link-rate-mbit", type=float, default=20.0, help="edge-link rate")
+    parser.add_argument("--link-rtt-ms", type=float, default=40.0, help="edge-link round trip")
+    parser.add_argument(
+        "--work-dir", type=Path, default=BENCH_DIR / ".work", help="(default bench/.work)"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

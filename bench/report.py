@@ -1,0 +1,137 @@
+"""The bench's table: medians per contender, ratios against kenornir, and the issue's targets."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.contenders import ANSIBLE, KENORNIR, KENORNIR_SECOND_RUN, OPENSSH
+from bench.runner import Measurement
+
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One contender over all rounds."""
+
+    contender: str
+    walls: Sequence[float]
+    peak_rss_kib: int  # the highest of its runs
+    sent_per_node: float  # the median of its runs
+
+    @property
+    def median_wall(self) -> float:
+        return statistics.median(self.walls)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets for kenornir: met when value <= limit."""
+
+    what: str
+    value: float
+    limit: float
+    unit: str
+
+    @property
+    def met(self) -> bool:
+        return self.value <= self.limit
+
+    def line(self) -> str:
+        verdict = "met   " if self.met else "MISSED"
+        figure, limit = f"{self.value:.2f}{self.unit}", f"{self.limit:g}{self.unit}"
+        return f"  [{verdict}] {self.what}: {figure} (target <= {limit})"
+
+
+def summarize(measurements: Sequence[Measurement]) -> dict[str, Summary]:
+    """Summaries by contender, in the order contenders first appear."""
+    by_contender: dict[str, list[Measurement]] = {}
+    for measurement in measurements:
+        by_contender.setdefault(measurement.contender, []).append(measurement)
+    return {
+        name: Summary(
+            name,
+            [run.wall_s for run in runs],
+            max(run.peak_rss_kib for run in runs),
+            statistics.median(run.sent_per_node for run in runs),
+        )
+        for name, runs in by_contender.items()
+    }
+
+
+def targets(
+    summaries: Mapping[str, Summary],
+    scenario: str,
+    binary_size: int,
+    help_seconds: float | None,
+) -> list[Target]:
+    """The targets these figures can be checked against (the issue sets them for loopback
+    N=30 W=10, edge-link N=30 W=30 and RSS at N=100 W=50; the header says what ran)."""
+    found = []
+    first = summaries.get(KENORNIR)
+    if first is not None:
+        versus = [(OPENSSH, 0.8), (ANSIBLE, 0.3)] if scenario == "loopback" else [(OPENSSH, 0.4)]
+        for other, limit in versus:
+            if other in summaries:
+                ratio = first.median_wall / summaries[other].median_wall
+                found.append(Target(f"first run, kenornir / {other}", ratio, limit, "x"))
+        if KENORNIR_SECOND_RUN in summaries:
+            ratio = summaries[KENORNIR_SECOND_RUN].median_wall / first.median_wall
+            found.append(Target("second run, nothing changed / first run", ratio, 0.25, "x"))
+        found.append(
+            Target("bytes sent per node / keadm size", first.sent_per_node / binary_size, 0.4, "x")
+        )
+        found.append(Target("controller peak RSS", first.peak_rss_kib / 1024, 150, " MiB"))
+    if help_seconds is not None:
+        found.append(Target("kenornir --help", help_seconds, 0.3, " s"))
+    return found
+
+
+def render_table(summaries: Mapping[str, Summary]) -> str:
+    """One line per contender; the ratio columns are kenornir's figure divided by this one's."""
+    base = summaries.get(KENORNIR)
+    header = (
+        f"{'contender':20} {'median s':>9}  {'runs (s)':24} {'peak RSS MiB':>12}"
+        f" {'sent/node MiB':>13}   kenornir/this: {'time':>5} {'RSS':>5} {'sent':>5}"
+    )
+    lines = [header]
+    for summary in summaries.values():
+        runs = " ".join(f"{wall:.1f}" for wall in summary.walls)
+        line = (
+            f"{summary.contender:20} {summary.median_wall:9.2f}  {runs:24}"
+            f" {summary.peak_rss_kib / 1024:12.1f} {summary.sent_per_node / MIB:13.2f}"
+        )
+        if base is not None and summary.contender != KENORNIR_SECOND_RUN:
+            line += (
+                f"   {'':14} {base.median_wall / summary.median_wall:5.2f}"
+                f" {base.peak_rss_kib / summary.peak_rss_kib:5.2f}"
+                f" {_ratio(base.sent_per_node, summary.sent_per_node)}"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    """nproc, CPU model, memory and load: what the figures were measured on."""
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory_kib = int(line.split()[1])
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"machine: {os.cpu_count()} CPUs ({model}), {memory_kib / 2**20:.1f} GiB memory,"
+        f" load average {load}"
+    )
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:5.2f}" if denominator else f"{'-':>5}"

@@ -1,0 +1,165 @@
+"""Runs the contenders in alternating rounds on the lab, resetting the nodes between runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.contenders import (
+    COMMANDS,
+    KENORNIR,
+    KENORNIR_SECOND_RUN,
+    Command,
+    RunPaths,
+    kenornir_prepare,
+)
+from bench.job import COPY_FROM_FILES, STAGING, TOKEN, Job, join_arguments
+from bench.wire import WireCounters
+from tests.lab import JOIN_LOG, Lab, parse_join_records
+
+REPO = Path(__file__).resolve().parents[1]
+RESET_COMMAND = "rm -rf /tmp/kubeedge /var/lib/kubeedge/*"
+
+log = logging.getLogger(__name__)
+
+
+class BenchError(RuntimeError):
+    """A contender failed or left a node without the job done: its figures would mean nothing."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One run of one contender."""
+
+    contender: str
+    round: int
+    wall_s: float
+    peak_rss_kib: int  # the whole process tree's, see bench/meter.py
+    sent_bytes: Sequence[int]  # on the wire to each node, in node order
+
+    @property
+    def sent_per_node(self) -> float:
+        return sum(self.sent_bytes) / len(self.sent_bytes)
+
+
+class Runner:
+    """Measures contenders on one lab and job; every run leaves its output under runs_dir."""
+
+    def __init__(self, lab: Lab, job: Job, wire: WireCounters, runs_dir: Path) -> None:
+        self.lab = lab
+        self.job = job
+        self.wire = wire
+        self.runs_dir = runs_dir
+        self.cache_dir = runs_dir.parent / "kenornir-cache"
+
+    def rounds(self, contenders: Sequence[str], rounds: int, second_run: bool) -> list[Measurement]:
+        """Every contender once per round, first runs on reset nodes; the order rotates each
+        round so no contender always runs first or last. With second_run, kenornir runs again
+        straight after its first run, nothing changed on the nodes."""
+        measurements = []
+        for round_number in range(1, rounds + 1):
+            shift = (round_number - 1) % len(contenders)
+            for contender in [*contenders[shift:], *contenders[:shift]]:
+                self.reset_nodes()
+                paths = self._paths(contender, round_number)
+                paths.known_hosts.unlink(missing_ok=True)
+                measurements.append(self.measure(contender, round_number, paths))
+                if contender == KENORNIR and second_run:
+                    again = self._paths(KENORNIR_SECOND_RUN, round_number)
+                    measurements.append(
+                        self.measure(KENORNIR_SECOND_RUN, round_number, again, verify_runs=2)
+                    )
+        return measurements
+
+    def prepare_kenornir(self) -> None:
+        """kenornir's package cache, filled before timing: the others get unpacked binaries."""
+        command = kenornir_prepare(self.job, self.cache_dir)
+        prepared = subprocess.run(command.argv, capture_output=True, text=True, check=False)
+        if prepared.returncode != 0:
+            raise BenchError(f"kenornir prepare exited {prepared.returncode}: {prepared.stderr}")
+
+    def reset_nodes(self) -> None:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(lambda n: self.lab.exec(n.name, RESET_COMMAND), self.job.nodes))
+        failed = [result.stderr.strip() for result in results if result.returncode != 0]
+        if failed:
+            raise BenchError(f"resetting {len(failed)} node(s) failed: {failed[0]}")
+
+    def measure(
+        self, contender: str, round_number: int, paths: RunPaths, verify_runs: int = 1
+    ) -> Measurement:
+        """Run the contender once under bench.meter and check that it did the whole job."""
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        command = COMMANDS[contender](self.job, paths)
+        result_path = paths.run_dir / "meter.json"
+        output = paths.run_dir / "output.log"
+        log.info("round %d: %s", round_number, contender)
+        before = self.wire.read()
+        self._metered(command, result_path, output)
+        after = self.wire.read()
+        figures = json.loads(result_path.read_text())
+        if figures["exit_code"] != 0:
+            raise BenchError(f"{contender} exited {figures['exit_code']}; its output: {output}")
+        self.verify(contender, output, verify_runs)
+        return Measurement(
+            contender,
+            round_number,
+            figures["wall_s"],
+            max(figures["peak_tree_rss_kib"], figures["max_process_rss_kib"]),
+            [after[node.name] - before[node.name] for node in self.job.nodes],
+        )
+
+    def verify(self, contender: str, output: Path, joins: int) -> None:
+        """Every node has the binary, the copyFrom files (mode 0755) and `joins` ok joins."""
+        names = " ".join(["keadm", *COPY_FROM_FILES])
+        check = f"cd {STAGING} && stat -c '%s %a' {names} && cat {JOIN_LOG}"
+        expected_stats = [
+            f"{size} 755"
+            for size in (self.job.binary_size, *(len(text) for text in COPY_FROM_FILES.values()))
+        ]
+
+        def problem(node_name: str) -> str | None:
+            listing = self.lab.exec(node_name, check)
+            if listing.returncode != 0:
+                return f"{node_name}: {listing.stderr.strip() or 'nothing staged'}"
+            lines = listing.stdout.splitlines()
+            stats, records = lines[: len(expected_stats)], lines[len(expected_stats) :]
+            if stats != expected_stats:
+                return f"{node_name}: staged files (size, mode) are {stats}, not {expected_stats}"
+            wanted = tuple(join_arguments(node_name, TOKEN).split())
+            joined = [r for r in parse_join_records("\n".join(records)) if r.argv == wanted]
+            if len(joined) != joins or any(r.outcome != "ok" for r in joined):
+                return f"{node_name}: join records {joined}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            problems = [p for p in pool.map(problem, [n.name for n in self.job.nodes]) if p]
+        if problems:
+            raise BenchError(
+                f"{contender} left {len(problems)} node(s) without the job done"
+                f" ({problems[0]}); its output: {output}"
+            )
+
+    def _paths(self, contender: str, round_number: int) -> RunPaths:
+        slug = contender.replace(" ", "-").replace("(", "").replace(")", "")
+        return RunPaths(
+            run_dir=self.runs_dir / f"round{round_number}-{slug}",
+            known_hosts=self.runs_dir / f"round{round_number}-known_hosts",
+            cache_dir=self.cache_dir,
+        )
+
+    @staticmethod
+    def _metered(command: Command, result_path: Path, output: Path) -> None:
+        meter = [sys.executable, "-m", "bench.meter", str(result_path), str(output), "--"]
+        log.debug("running %s", shlex.join(command.argv))
+        subprocess.run(
+            [*meter, *command.argv], env={**os.environ, **command.env}, cwd=REPO, check=True
+        )
