@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 N      ?= 5
 ARGS   ?=
 
-.PHONY: setup deps test lint fmt lab lab-down lab-status demo bench clean
+.PHONY: setup deps test lint fmt lab lab-down lab-status demo readme-example clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,13 @@ lab-down: setup
 lab-status: setup
 	$(PY) -m tests.lab status
 
+# The batch on the lab: upstream-format config, offline packages, a known_hosts of the lab's own.
 demo: lab
-	$(PY) -m tests.lab status
+	$(PY) -m kenornir inventory/lab.yaml --known-hosts .lab/known_hosts $(ARGS)
+
+# Rewrites README.md's captured lab run (a test fails when it no longer matches the code).
+readme-example: setup deps
+	$(PY) -m tests.readme_example --write
 
 clean: lab-down
 	rm -rf $(VENV) .lab build *.egg-info

@@ -20,9 +20,10 @@ from nornir.core.task import AggregatedResult
 
 from kenornir.config import BatchConfig, load_config
 from kenornir.outcome import NodeOutcome, Status
-from kenornir.packages import KeadmPackage, prepare_packages
+from kenornir.packages import KeadmPackage, PackageError, prepare_packages
 from kenornir.report import (
     EXIT_OK,
+    EXIT_PREPARE_FAILED,
     RUN_LOG_FILE,
     RunRecorder,
     Terminal,
@@ -70,6 +71,7 @@ class BatchRun:
     outcomes: list[NodeOutcome]
     report: dict[str, Any] = field(default_factory=dict)
     results: AggregatedResult | None = None  # Nornir's own, for print_result
+    prepare_error: str | None = None  # why no node was started (exit 3)
 
 
 def _as_config(config: str | Path | BatchConfig) -> BatchConfig:
@@ -192,7 +194,10 @@ def run_batch(
     *,
     progress: bool = False,
 ) -> BatchRun:
-    """The whole batch. Raises ConfigError (exit 2), SelectionError (2), PackageError (3).
+    """The whole batch. Raises ConfigError or SelectionError (exit 2).
+
+    A package that cannot be prepared ends the run before any node is touched, with exit code
+    3 and `prepare_error` set; the report then lists every node as skipped.
 
     Node lines go to stream as they happen (with a progress bar when progress is set); the
     summary is the caller's to print.
@@ -217,14 +222,17 @@ def run_batch(
     stop_event = threading.Event()
     recorder = RunRecorder(run_dir, terminal)
     interrupted = False
+    prepare_error: str | None = None
     results: AggregatedResult | None = None
     try:
+        packages: dict[str, KeadmPackage] = {}
         try:
             packages = prepare(batch, options)
         except KeyboardInterrupt:
             interrupted = True
-            packages = {}
-        if not interrupted:
+        except PackageError as exc:
+            prepare_error = str(exc)
+        if not interrupted and prepare_error is None:
             nr = init_nornir(
                 batch, workers=options.workers, ssh=_ssh_options(options), stop_event=stop_event
             )
@@ -237,8 +245,15 @@ def run_batch(
     finally:
         terminal.close()
         restore_logging()
-    outcomes = _all_outcomes(batch, names, recorder.outcomes, interrupted)
+    not_started = None
+    if interrupted:
+        not_started = "run interrupted before this node started"
+    elif prepare_error is not None:
+        not_started = "keadm packages could not be prepared"
+    outcomes = _all_outcomes(batch, names, recorder.outcomes, not_started)
     code = exit_code([o for o in outcomes if o.node in names], interrupted)
+    if prepare_error is not None:
+        code = EXIT_PREPARE_FAILED
     report.update(
         finished=datetime.now(UTC).isoformat(),
         exit_code=code,
@@ -247,24 +262,29 @@ def run_batch(
     )
     write_report(run_dir, report, secrets)
     append_event(run_dir, {"event": "run-end", "exit_code": code}, secrets)
-    return BatchRun(run_dir, code, outcomes, report, results)
+    return BatchRun(run_dir, code, outcomes, report, results, prepare_error)
 
 
 def _all_outcomes(
-    batch: BatchConfig, names: Sequence[str], done: Mapping[str, NodeOutcome], interrupted: bool
+    batch: BatchConfig,
+    names: Sequence[str],
+    done: Mapping[str, NodeOutcome],
+    not_started: str | None,
 ) -> list[NodeOutcome]:
-    """One outcome per config node: recorded ones, the rest skipped with the reason why."""
+    """One outcome per config node: the recorded ones, and the others with why they have none.
+
+    not_started: why selected nodes may lack a record (interrupted, packages failed); without
+    such a reason a selected node with no record is a failure, never silently skipped.
+    """
     chosen = set(names)
     outcomes = []
     for node in batch.nodes:
         outcome = done.get(node.name)
         if outcome is None:
-            reason = "run interrupted before this node started" if interrupted else "not selected"
-            if node.name in chosen and not interrupted:
-                reason = "no result recorded"
-            outcome = NodeOutcome(node.name, node.ssh.address, reason=reason)
-            if node.name in chosen and not interrupted:
-                outcome.status = Status.FAILED
+            outcome = NodeOutcome(node.name, node.ssh.address, reason="not selected")
+            if node.name in chosen:
+                outcome.reason = not_started or "no result recorded"
+                outcome.status = Status.SKIPPED if not_started else Status.FAILED
         outcomes.append(outcome)
     return outcomes
 

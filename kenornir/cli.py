@@ -318,8 +318,18 @@ def add_run(subcommands: Subcommands) -> None:
     )
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument("--workers", type=_positive_int, metavar="N", help="overrides maxRunNum")
-    tuning.add_argument("--connect-timeout", type=_positive_float, metavar="S", default=None)
-    tuning.add_argument("--command-timeout", type=_positive_float, metavar="S", default=None)
+    tuning.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="TCP connect, SSH banner and login, each (default 10)",
+    )
+    tuning.add_argument(
+        "--command-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="keadm and each hook script; killed on the node after it (default 1800)",
+    )
     tuning.add_argument(
         "--host-key-policy",
         choices=("accept-new", "strict", "ignore"),
@@ -380,7 +390,6 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         labels.append((key, value))
     from kenornir.batch import RunOptions, Selection, SelectionError, run_batch
-    from kenornir.packages import PackageError
     from kenornir.report import summary_table
     from kenornir.template import mask_secrets
 
@@ -409,9 +418,13 @@ def run(args: argparse.Namespace) -> int:
     except SelectionError as exc:
         print(f"kenornir: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except PackageError as exc:
-        print(f"kenornir: preparing keadm packages failed: {exc}", file=sys.stderr)
-        return EXIT_PREPARE_FAILED
+    if batch_run.prepare_error is not None:
+        print(
+            f"kenornir: preparing keadm packages failed: {batch_run.prepare_error}\n"
+            f"no node was touched; report: {batch_run.run_dir / 'report.json'}",
+            file=sys.stderr,
+        )
+        return batch_run.exit_code
     if not batch_run.report:
         print(f"nothing to rerun: every node of {args.rerun_failed} ended ok")
         return EXIT_OK

@@ -275,3 +275,31 @@ def test_sigkill_midway_keeps_every_finished_node_for_the_rerun(
     rerun = kenornir(config, "--rerun-failed", run_dir, "--json", cwd=tmp_path)
     assert json.loads(rerun.stdout)["selection"]["nodes"] == expected
     assert rerun.returncode == 0, rerun.stderr
+
+
+def test_run_whose_package_is_missing_exits_3_and_reports_every_node_skipped(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "offline").mkdir()
+    config = tmp_path / "batch.yaml"
+    config.write_text(
+        "keadm:\n"
+        "  download: {enable: false}\n"
+        f"  keadmVersion: {VERSION}\n"
+        "  archGroup: [amd64]\n"
+        f"  offlinePackageDir: {tmp_path / 'offline'}\n"
+        "nodes:\n"
+        "  - nodeName: edge-1\n"
+        "    keadmCmd: join\n"
+        "    ssh: {ip: 127.0.0.1, port: 1, username: root, auth: {type: password, "
+        "passwordAuth: {password: pw}}}\n"
+    )
+    result = kenornir(config, "--run-dir", tmp_path / "run", cwd=tmp_path)
+    no_traceback(result)
+    assert result.returncode == 3
+    assert result.stderr.startswith("kenornir: preparing keadm packages failed: amd64: ")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["exit_code"] == 3
+    assert [(n["status"], n["reason"]) for n in report["nodes"]] == [
+        ("skipped", "keadm packages could not be prepared")
+    ]
