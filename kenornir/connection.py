@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import shlex
@@ -127,6 +128,7 @@ class KenornirSSH:
         self.sudo_password: str | None = None
         self.host = ""
         self.stop_event: threading.Event | None = None
+        self.notices: list[str] = []  # warnings from the login, for the node's log
 
     @property
     def connection(self) -> paramiko.SSHClient:
@@ -151,22 +153,26 @@ class KenornirSSH:
         self.stop_event = options.get("stop_event")
         self.sudo = bool(host_extras.get("sudo", False))
         self.host = f"{hostname}:{port or 22}"
-        auth = host_extras.get("auth", "agent")
-        self.sudo_password = password if auth == "password" else None
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(
-            KnownHostsPolicy(self.settings.known_hosts, self.settings.host_key_policy)
+        login = Login(
+            host=self.host,
+            user=username or "",
+            auth=host_extras.get("auth", "agent"),
+            key_path=host_extras.get("private_key_path"),
         )
+        self.sudo_password = password if login.auth == "password" else None
+        key = load_private_key(login, host_extras.get("passphrase"))
+        host_keys = KnownHostsPolicy(self.settings.known_hosts, self.settings.host_key_policy)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(host_keys)
         timeout = self.settings.connect_timeout
         try:
             client.connect(
                 hostname or "",
                 port=port or 22,
                 username=username,
-                password=password if auth == "password" else None,
-                key_filename=host_extras.get("private_key_path") if auth == "privateKey" else None,
-                passphrase=host_extras.get("passphrase"),
-                allow_agent=auth == "agent",
+                password=self.sudo_password,
+                pkey=key,
+                allow_agent=login.auth == "agent",
                 look_for_keys=False,
                 timeout=timeout,
                 banner_timeout=timeout,
@@ -174,10 +180,14 @@ class KenornirSSH:
                 channel_timeout=timeout,
             )
         except BaseException as exc:
+            transport = client.get_transport()
+            answered = transport is not None and bool(transport.remote_version)
             client.close()
             if isinstance(exc, Exception):
-                raise classify_connect_error(exc, self.host, timeout) from exc
+                raise classify_connect_error(exc, login, timeout, answered=answered) from exc
             raise
+        finally:
+            self.notices = host_keys.notices
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(self.settings.keepalive_seconds)
@@ -340,10 +350,72 @@ def wrap_command(command: str, timeout: float, *, sudo: bool, ask_password: bool
     return inner
 
 
-def classify_connect_error(exc: Exception, host: str, timeout: float) -> ConnectError:
-    """One line saying why the login failed, and whether the node answered at all."""
+@dataclass(frozen=True)
+class Login:
+    """Who logs in where and how, for messages that name the credential that failed."""
+
+    host: str
+    user: str
+    auth: str  # password, privateKey or agent
+    key_path: str | None = None
+
+
+@functools.lru_cache(maxsize=64)
+def _read_private_key(path: str, passphrase: str | None, mtime_ns: int) -> paramiko.PKey:
+    # Cached because an encrypted key costs a key derivation per load and every node of a run
+    # usually shares one key; mtime_ns is part of the key so a replaced file is read again.
+    password = passphrase.encode() if passphrase is not None else None
+    # from_path hands the password to cryptography, which wants bytes despite the str hint.
+    return paramiko.PKey.from_path(path, password=password)  # type: ignore[arg-type]
+
+
+def load_private_key(login: Login, passphrase: str | None) -> paramiko.PKey | None:
+    """The login's private key (None unless auth is privateKey).
+
+    Raises:
+        ConnectError: the key cannot be read or decrypted; the message says which and why.
+    """
+    if login.auth != "privateKey" or login.key_path is None:
+        return None
+    path = login.key_path
+    try:
+        mtime_ns = Path(path).stat().st_mtime_ns
+        return _read_private_key(path, None, mtime_ns)
+    except OSError as exc:
+        raise ConnectError(
+            f"cannot read private key {path}: {exc.strerror or exc}", unreachable=False
+        ) from None
+    except TypeError:  # cryptography's way of saying the key is encrypted
+        pass
+    except (ValueError, paramiko.SSHException) as exc:
+        raise ConnectError(
+            f"{path} is not a usable private key: {exc}", unreachable=False
+        ) from None
+    if passphrase is None:
+        raise ConnectError(
+            f"private key {path} is encrypted and no passphrase is configured "
+            "(set privateKeyAuth.passphrase)",
+            unreachable=False,
+        )
+    try:
+        return _read_private_key(path, passphrase, mtime_ns)
+    except (TypeError, ValueError, paramiko.SSHException):
+        raise ConnectError(
+            f"wrong passphrase for private key {path} (check privateKeyAuth.passphrase)",
+            unreachable=False,
+        ) from None
+
+
+def classify_connect_error(
+    exc: Exception, login: Login, timeout: float, *, answered: bool
+) -> ConnectError:
+    """One line saying why the login failed, and whether the node answered at all.
+
+    answered: the node sent its SSH banner before the failure.
+    """
+    host = login.host
     if isinstance(exc, paramiko.AuthenticationException):
-        return ConnectError(f"authentication failed for {host}: {exc}", unreachable=False)
+        return ConnectError(_auth_refused(exc, login), unreachable=False)
     if isinstance(exc, paramiko.BadHostKeyException | paramiko.SSHException) and (
         "host key" in str(exc)
     ):
@@ -352,11 +424,32 @@ def classify_connect_error(exc: Exception, host: str, timeout: float) -> Connect
         return ConnectError(f"connection refused by {host}", unreachable=True)
     if isinstance(exc, socket.timeout | TimeoutError):
         return ConnectError(f"no answer from {host} within {timeout:g}s", unreachable=True)
-    if isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower():
+    # paramiko gives up waiting for the handshake at `timeout` with "No existing session",
+    # often before its own banner timeout reports the real cause.
+    if isinstance(exc, paramiko.SSHException) and not answered:
         return ConnectError(f"no SSH banner from {host} within {timeout:g}s", unreachable=True)
+    if isinstance(exc, paramiko.SSHException) and "No existing session" in str(exc):
+        return ConnectError(
+            f"SSH handshake with {host} did not finish within {timeout:g}s", unreachable=False
+        )
     if isinstance(exc, OSError):
         return ConnectError(f"cannot reach {host}: {exc.strerror or exc}", unreachable=True)
     return ConnectError(f"SSH login to {host} failed: {exc}", unreachable=False)
+
+
+def _auth_refused(exc: paramiko.AuthenticationException, login: Login) -> str:
+    account = f"{login.user}@{login.host}"
+    if isinstance(exc, paramiko.BadAuthenticationType):
+        allowed = ", ".join(exc.allowed_types) or "none"
+        return f"{account} does not take {login.auth} logins (it allows: {allowed})"
+    if login.auth == "password":
+        return f"password refused by {account}"
+    if login.auth == "privateKey":
+        return (
+            f"key {login.key_path} refused by {account} (is its public key in "
+            f"{login.user}'s ~/.ssh/authorized_keys?)"
+        )
+    return f"no ssh-agent key accepted by {account} (is SSH_AUTH_SOCK set and the key added?)"
 
 
 def node_ssh(task: Task) -> KenornirSSH:

@@ -69,16 +69,17 @@ def _append_known_key(known_hosts: Path, host_name: str, key: paramiko.PKey) -> 
 
 def verify_host_key(
     known_hosts: Path, policy: HostKeyPolicyName, host_name: str, key: paramiko.PKey
-) -> None:
+) -> str | None:
     """Accept key for host_name under policy, learning it when the policy says so.
 
+    Returns a warning for the node's log when a changed key was accepted (policy ignore).
     Raises HostKeyError when the policy refuses the key.
     """
     with _known_hosts_lock:
         known = find_known_keys(known_hosts, host_name)
         same_type = [k for k in known if k.key.get_name() == key.get_name()]
         if any(k.key == key for k in same_type):
-            return
+            return None
         if same_type:
             stale = same_type[0]
             removal = (
@@ -86,8 +87,12 @@ def verify_host_key(
                 f"(ssh-keygen -R '{host_name}' -f {known_hosts}) if the node was reinstalled"
             )
             if policy == "ignore":
-                log.warning("host key of %s changed; accepted under policy ignore", host_name)
-                return
+                warning = (
+                    f"host key of {host_name} changed ({key.get_name()} {key.fingerprint}); "
+                    f"accepted under --host-key-policy ignore; {removal}"
+                )
+                log.warning("%s", warning)
+                return warning
             raise HostKeyError(
                 f"host key of {host_name} changed ({key.get_name()} "
                 f"{key.fingerprint}): possible man-in-the-middle; {removal}"
@@ -100,17 +105,24 @@ def verify_host_key(
         if policy == "accept-new":
             _append_known_key(known_hosts, host_name, key)
             log.info("learned host key of %s into %s", host_name, known_hosts)
+        return None
 
 
 class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
-    """paramiko hook: the client loads no host keys, so every key comes through here."""
+    """paramiko hook: the client loads no host keys, so every key comes through here.
+
+    `notices` collects the warnings of accepted changed keys, for the node's log.
+    """
 
     def __init__(self, known_hosts: Path, policy: HostKeyPolicyName) -> None:
         self.known_hosts = known_hosts
         self.policy = policy
+        self.notices: list[str] = []
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
         # paramiko already passes `[host]:port` for non-default ports.
-        verify_host_key(self.known_hosts, self.policy, hostname, key)
+        notice = verify_host_key(self.known_hosts, self.policy, hostname, key)
+        if notice is not None:
+            self.notices.append(notice)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nornir.core.task import Result, Task
 
 from kenornir.connection import node_ssh
+from kenornir.nodelog import node_logger
 
 
 def connect(task: Task) -> Result:
@@ -14,6 +15,8 @@ def connect(task: Task) -> Result:
         kenornir.connection.ConnectError: the node is unreachable or refused the login.
     """
     ssh = node_ssh(task)
+    for notice in ssh.notices:
+        node_logger(task.host.name).warning("%s", notice)
     transport = ssh.connection.get_transport()
     version = transport.remote_version if transport is not None else "?"
     return Result(host=task.host, result=version, changed=False)

@@ -1,0 +1,244 @@
+"""Fault-suite fixtures: a small lab per test, configs over it, CLI runs checked for secrets."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from tests.batch_configs import LAB_TOKEN, node_entry, offline_dir_of, write_config
+from tests.lab import DEFAULT_TMP_SIZE_MB, Lab, LabFactory
+
+STAGING = "/tmp/kubeedge/keadm"
+JOIN_CMD = "{{.cmd}} --edgenode-name={{nodeName}} --token={{.token}}"
+# Every fault test runs its faulty node beside these two, which must still end ok.
+HEALTHY_NODES = ("node-002", "node-003")
+_HOLDER_MARK = "kenornir-lab-holder"
+
+
+@dataclass(frozen=True)
+class FaultRun:
+    """One finished `python -m kenornir` run: its exit code, what it printed, its run dir."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    run_dir: Path
+
+    @property
+    def report(self) -> dict[str, Any]:
+        report: dict[str, Any] = json.loads((self.run_dir / "report.json").read_text())
+        return report
+
+    def record(self, node: str) -> dict[str, Any]:
+        return next(r for r in self.report["nodes"] if r["node"] == node)
+
+    def statuses(self) -> dict[str, str]:
+        return {r["node"]: r["status"] for r in self.report["nodes"]}
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = (self.run_dir / "events.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def node_log(self, node: str) -> str:
+        return (self.run_dir / f"{node}.log").read_text(errors="replace")
+
+    @property
+    def run_log(self) -> str:
+        return (self.run_dir / "run.log").read_text(errors="replace")
+
+    def outputs(self) -> dict[str, str]:
+        """Everything the run left for a person to read: its terminal output and every file."""
+        texts = {"stdout": self.stdout, "stderr": self.stderr}
+        for path in sorted(self.run_dir.rglob("*")):
+            if path.is_file():
+                texts[str(path.relative_to(self.run_dir))] = path.read_text(errors="replace")
+        return texts
+
+
+def leaked_secrets(secrets: Iterable[str], outputs: Mapping[str, str]) -> list[str]:
+    """Where each secret shows up in outputs, as `secret #N in WHERE` (never the value)."""
+    return [
+        f"secret #{number} in {where}"
+        for number, secret in enumerate(secrets, start=1)
+        for where, text in outputs.items()
+        if secret in text
+    ]
+
+
+@dataclass
+class FaultLab:
+    """A lab plus what a fault test needs to run kenornir's CLI against it.
+
+    Every run's outputs are checked against `secrets` (the lab password, the join token and
+    any passphrase a test adds) before the test sees the run.
+    """
+
+    lab: Lab
+    workdir: Path
+    offline_dir: Path
+    secrets: list[str] = field(default_factory=list)
+    runs: list[FaultRun] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.secrets += [self.lab.password, LAB_TOKEN]
+
+    def entry(self, name: str, cmd: str = JOIN_CMD, **options: Any) -> dict[str, Any]:
+        return node_entry(self.lab, name, cmd=cmd, **options)
+
+    def healthy(self, names: Sequence[str] = HEALTHY_NODES) -> list[dict[str, Any]]:
+        """Nodes that must end ok: the first logs in with the lab key, the rest by password."""
+        auths = ["privateKey"] + ["password"] * (len(names) - 1)
+        return [self.entry(name, auth=auth) for name, auth in zip(names, auths, strict=True)]
+
+    def config(
+        self, nodes: Sequence[Mapping[str, Any]], name: str = "batch", **options: Any
+    ) -> Path:
+        return write_config(self.workdir / f"{name}.yaml", nodes, self.offline_dir, **options)
+
+    def command(self, config: Path, run_name: str, *args: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "kenornir", str(config)),
+            *("--run-dir", str(self.workdir / "runs" / run_name)),
+            *("--known-hosts", str(self.workdir / "known_hosts")),
+            *("--cache-dir", str(self.workdir / "cache"), "--no-progress", *args),
+        ]
+
+    def run(self, config: Path, run_name: str, *args: str, timeout: float = 120) -> FaultRun:
+        """Run the CLI to its end; fail the test if any secret reached any output."""
+        completed = subprocess.run(
+            self.command(config, run_name, *args),
+            cwd=self.workdir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return self.checked(
+            FaultRun(
+                completed.returncode, completed.stdout, completed.stderr, self.run_dir(run_name)
+            )
+        )
+
+    def start(self, config: Path, run_name: str, *args: str) -> subprocess.Popen[str]:
+        """Start the CLI in the background (see finish)."""
+        return subprocess.Popen(
+            self.command(config, run_name, *args),
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish(
+        self,
+        process: subprocess.Popen[str],
+        run_name: str,
+        stdout_seen: str = "",
+        timeout: float = 120,
+    ) -> FaultRun:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+        run = FaultRun(process.returncode, stdout_seen + stdout, stderr, self.run_dir(run_name))
+        return self.checked(run)
+
+    def checked(self, run: FaultRun) -> FaultRun:
+        assert "Traceback" not in run.stdout + run.stderr, run.stderr
+        leaks = leaked_secrets(self.secrets, run.outputs())
+        assert not leaks, f"secrets leaked: {leaks}"
+        self.runs.append(run)
+        return run
+
+    def run_dir(self, run_name: str) -> Path:
+        return self.workdir / "runs" / run_name
+
+    def env(self) -> dict[str, str]:
+        # HOME in the workdir: the run never reads or learns the real ~/.ssh/known_hosts.
+        return {**os.environ, "HOME": str(self.workdir)}
+
+    def assert_healthy_ok(self, run: FaultRun, names: Sequence[str] = HEALTHY_NODES) -> None:
+        for name in names:
+            assert run.record(name)["status"] == "ok", run.record(name)
+            assert self.lab.join_records(name), f"{name} never ran keadm"
+
+
+class FaultLabFactory(Protocol):
+    def __call__(self, nodes: int = 3, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB) -> FaultLab: ...
+
+
+@pytest.fixture
+def make_fault_lab(
+    make_lab: LabFactory, lab_packages: dict[str, Path], tmp_path: Path
+) -> Iterator[FaultLabFactory]:
+    """Labs of a test's own, wrapped in FaultLab (node-001 is the one to break by convention)."""
+
+    def make(nodes: int = 3, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB) -> FaultLab:
+        lab = make_lab(nodes=nodes, tmp_size_mb=tmp_size_mb)
+        workdir = tmp_path / f"work-{lab.subnet}"
+        workdir.mkdir()
+        return FaultLab(lab, workdir, offline_dir_of(lab_packages))
+
+    yield make
+
+
+@pytest.fixture
+def fault_lab(make_fault_lab: FaultLabFactory) -> FaultLab:
+    """Three amd64 nodes: node-001 for the fault, node-002 and node-003 to stay healthy."""
+    return make_fault_lab()
+
+
+def node_processes(lab: Lab, name: str) -> dict[int, str]:
+    """pid -> command line of every process inside the node's mount namespace but its holder.
+
+    The lab shares this machine's pid namespace, so `ps` inside a node would list every
+    process here; the node's own are those in its mount namespace.
+    """
+    namespace = lab.exec(name, ["readlink", "/proc/self/ns/mnt"]).stdout.strip()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "ns" / "mnt").readlink() != Path(namespace):
+                continue
+            command_line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, UnicodeDecodeError):
+            continue  # it exited meanwhile
+        if command_line and not command_line.startswith(_HOLDER_MARK):
+            found[int(entry.name)] = command_line
+    return found
+
+
+def keadm_leftovers(lab: Lab, name: str) -> list[str]:
+    """The fake keadm, or a sleep it started, still running on the node."""
+    return [
+        command
+        for command in node_processes(lab, name).values()
+        if "keadm" in command or command.split()[0] in ("sleep", "/usr/bin/sleep")
+    ]
+
+
+def kill_node_sshd(lab: Lab, name: str) -> None:
+    """Kill the node's sshd listener and every session it serves (the SFTP server included).
+
+    stop_sshd stops the listener only; an open session lives in processes of its own.
+    """
+    lab.stop_sshd(name, signal.SIGKILL)
+    for pid in node_processes(lab, name):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
