@@ -202,6 +202,12 @@ class KenornirSSH:
             self._client = None
 
     @property
+    def is_active(self) -> bool:
+        """The SSH connection is open and its transport still alive."""
+        transport = self._client.get_transport() if self._client is not None else None
+        return transport is not None and transport.is_active()
+
+    @property
     def sftp(self) -> paramiko.SFTPClient:
         """One SFTP session per connection, opened on first use."""
         if self._sftp is None:

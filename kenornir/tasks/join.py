@@ -42,7 +42,7 @@ def _failure(exc: BaseException) -> tuple[Status, str, int | None]:
     if isinstance(exc, CommandInterrupted):
         return Status.INTERRUPTED, str(exc), None
     if isinstance(exc, paramiko.SSHException | OSError | EOFError):
-        return Status.FAILED, f"SSH connection lost: {exc or type(exc).__name__}", None
+        return Status.FAILED, f"SSH connection lost: {str(exc) or type(exc).__name__}", None
     return Status.FAILED, f"internal error: {type(exc).__name__}: {exc}", None
 
 

@@ -48,31 +48,42 @@ def stage_dir(task: Task, path: str = STAGING_DIR) -> Result:
 
     /tmp is shared on the node: a dir (or any parent under /tmp) that is a symlink, owned by
     someone else or writable by others would let another user swap keadm before it runs.
+    The dirs are checked before mkdir too, so nothing is ever created through a planted link.
     """
     ssh = node_ssh(task)
     parts = path.strip("/").split("/")
     # Each dir below the top one (/tmp itself is root's, sticky and world-writable by design).
     chain = ["/" + "/".join(parts[:n]) for n in range(2, len(parts) + 1)]
     quoted = " ".join(shlex.quote(p) for p in chain)
+    # Those that exist: the login uid first, then `uid mode name` per dir (missing ones skipped).
+    inspect = f"id -u; stat -c '%u %f %n' -- {quoted} 2>/dev/null; true"
+    _refuse_unsafe(ssh.run(inspect, as_root=False).stdout.splitlines())
     script = (
         f"existed=1; [ -d {shlex.quote(path)} ] || existed=0; "
-        f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; id -u; echo $existed; "
-        f"stat -c '%u %f %n' -- {quoted}"
+        f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; echo $existed; {inspect}"
     )
     output = ssh.run(script, as_root=False)
     if output.exit_status != 0:
         raise StageFailed(f"cannot create {path}: {output.stderr.strip() or 'mkdir failed'}")
-    uid_line, existed, *entries = output.stdout.splitlines()
+    existed, *inspected = output.stdout.splitlines()
+    _refuse_unsafe(inspected)
+    return Result(host=task.host, result=path, changed=existed.strip() == "0")
+
+
+def _refuse_unsafe(inspected: Sequence[str]) -> None:
+    """StageFailed for the first dir (`uid mode name` lines after the login uid) not safe to use."""
+    uid, *entries = inspected
     for entry in entries:
         owner, mode_hex, name = entry.split(" ", 2)
         mode = int(mode_hex, 16)
         if stat.S_ISLNK(mode):
             raise StageFailed(f"{name} is a symlink; refusing to stage files through it")
-        if owner != uid_line.strip():
+        if not stat.S_ISDIR(mode):
+            raise StageFailed(f"{name} is not a directory; remove it")
+        if owner != uid.strip():
             raise StageFailed(f"{name} is owned by uid {owner}, not the login user; remove it")
         if mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise StageFailed(f"{name} is writable by group or others; remove it")
-    return Result(host=task.host, result=path, changed=existed.strip() == "0")
 
 
 def _remote_state(ssh: KenornirSSH, remotes: Sequence[str]) -> dict[str, tuple[str, int]]:
@@ -103,12 +114,21 @@ def _interruptible(ssh: KenornirSSH, name: str) -> Callable[[int, int], None]:
     return progress
 
 
-def _free_space_hint(ssh: KenornirSSH, remote: str) -> str:
-    output = ssh.run(
-        f"df -Pk -- {shlex.quote(posixpath.dirname(remote))} | tail -n 1", as_root=False
-    )
+def _space_note(ssh: KenornirSSH, item: FileToSend) -> str:
+    """Why a failed upload may have failed as far as disk space goes ("" when unknown)."""
+    directory = posixpath.dirname(item.remote)
+    try:
+        output = ssh.run(f"df -Pk -- {shlex.quote(directory)} | tail -n 1", as_root=False)
+    except (OSError, paramiko.SSHException):
+        return ""
     fields = output.stdout.split()
-    return f" ({fields[3]} KiB free on {fields[5]})" if len(fields) >= 6 else ""
+    if len(fields) < 6 or not fields[3].isdigit():
+        return ""
+    free_kib, mount = int(fields[3]), fields[5]
+    needed_kib = -(-item.local.stat().st_size // 1024)
+    if needed_kib > free_kib:
+        return f"; no space left: needs {needed_kib} KiB, {free_kib} KiB free on {mount}"
+    return f" ({free_kib} KiB free on {mount})"
 
 
 def _send(ssh: KenornirSSH, item: FileToSend) -> None:
@@ -120,6 +140,12 @@ def _send(ssh: KenornirSSH, item: FileToSend) -> None:
         ssh.sftp.chmod(part, item.mode)
         ssh.sftp.posix_rename(part, item.remote)
     except BaseException as exc:
+        if not ssh.is_active:
+            # The part file stays behind; the next run's upload overwrites it.
+            detail = f": {exc}" if str(exc) else ""
+            raise StageFailed(
+                f"SSH connection lost while uploading {item.local.name} to {item.remote}{detail}"
+            ) from exc
         # The part file may never have been created; the error below is what matters.
         with contextlib.suppress(OSError, paramiko.SSHException):
             ssh.sftp.remove(part)
@@ -127,7 +153,7 @@ def _send(ssh: KenornirSSH, item: FileToSend) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise StageFailed(
                 f"upload of {item.local.name} to {item.remote} failed: {reason}"
-                + _free_space_hint(ssh, item.remote)
+                + _space_note(ssh, item)
             ) from exc
         raise
 
