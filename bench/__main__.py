@@ -19,12 +19,13 @@ from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, TOOLS_VENV, RunPaths
 from bench.hotspots import py_spy_record, render_frames, top_frames
 from bench.job import write_job
 from bench.report import machine_line, render_table, summarize, targets
-from bench.runner import REPO, BenchError, Runner
+from bench.runner import BenchError, Runner
 from bench.wire import WireCounters, WireError
 from tests.lab import Lab, LabError, ensure_packages, leased_subnet
 from tests.lab.relay import EdgeLink
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
 SCENARIOS = ("loopback", "edge-link")
 
 log = logging.getLogger("bench")
@@ -50,6 +51,8 @@ def _bench(args: argparse.Namespace) -> int:
     if ANSIBLE in contenders or args.profile:
         _ensure_tools()
     work_dir = args.work_dir.absolute()
+    if args.kenornir_rev:
+        _use_kenornir_revision(args.kenornir_rev, work_dir)
     header = (
         f"{args.scenario}: {args.nodes} nodes (amd64/arm64/arm), {args.workers} workers,"
         f" keadm {args.package_size_mb} MiB, {args.rounds} round(s)"
@@ -70,7 +73,7 @@ def _bench(args: argparse.Namespace) -> int:
                 runner.prepare_kenornir()
             measurements = runner.rounds(contenders, args.rounds, args.second_run)
             profile = _profile(runner, args.scenario, work_dir) if args.profile else None
-    help_seconds = _help_seconds(args.help_runs) if KENORNIR in contenders else None
+    help_seconds = _help_seconds(args.help_runs, work_dir) if KENORNIR in contenders else None
     summaries = summarize(measurements)
     found = targets(summaries, args.scenario, job.binary_size, help_seconds)
     print(header)
@@ -122,20 +125,49 @@ def _profile(runner: Runner, scenario: str, work_dir: Path) -> str:
     paths.known_hosts.unlink(missing_ok=True)
     command = kenornir(runner.job, paths).argv
     idle = scenario == "edge-link"  # there the run waits on the links: show where
-    subprocess.run(py_spy_record(command, folded, idle), check=True, capture_output=True, cwd=REPO)
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        py_spy_record(command, folded, idle), check=True, capture_output=True, cwd=paths.run_dir
+    )
     kind = "wall time (idle threads included)" if idle else "CPU time"
+    ours = top_frames(folded, within=("kenornir/", "paramiko/"))
     return (
-        f"kenornir profile, {kind}, folded stacks in {folded}:\n{render_frames(top_frames(folded))}"
+        f"kenornir profile, {kind}, folded stacks in {folded}\n"
+        f"top frames:\n{render_frames(top_frames(folded))}\n"
+        f"kenornir and paramiko functions by total share:\n{render_frames(ours)}"
     )
 
 
-def _help_seconds(runs: int) -> float:
-    """Median wall time of `python -m kenornir --help` (after one untimed run)."""
+def _use_kenornir_revision(revision: str, work_dir: Path) -> None:
+    """Run kenornir as committed at revision: the work tree may hold someone's unfinished edit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    source = work_dir / f"kenornir-{commit[:12]}"
+    if not source.is_dir():
+        source.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", commit, "kenornir"], cwd=REPO, check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    # Every child imports kenornir from there first (PYTHONPATH precedes the editable install).
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(source), os.environ.get("PYTHONPATH")])
+    )
+    log.info("kenornir from %s (%s)", commit[:12], source)
+
+
+def _help_seconds(runs: int, cwd: Path) -> float:
+    """Median wall time of `python -m kenornir --help` (after one untimed run), run in cwd."""
     command = [sys.executable, "-m", "kenornir", "--help"]
     times = []
     for _ in range(runs + 1):
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True, cwd=cwd)
         times.append(time.perf_counter() - started)
     return statistics.median(times[1:])
 
@@ -176,6 +208,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--package-size-mb", type=int, default=80, help="keadm binary size")
     parser.add_argument("--link-rate-mbit", type=float, default=20.0, help="edge-link rate")
     parser.add_argument("--link-rtt-ms", type=float, default=40.0, help="edge-link round trip")
+    parser.add_argument(
+        "--kenornir-rev",
+        metavar="REV",
+        help="bench kenornir as committed at REV (e.g. HEAD), not the work tree",
+    )
     parser.add_argument(
         "--work-dir", type=Path, default=BENCH_DIR / ".work", help="(default bench/.work)"
     )

@@ -34,8 +34,12 @@ def py_spy_record(command: Sequence[str], folded: Path, idle: bool) -> list[str]
     ]
 
 
-def top_frames(folded: Path, count: int = 15) -> list[Frame]:
-    """The functions most often on top of the sampled stacks, with their inclusive share."""
+def top_frames(folded: Path, count: int = 15, within: Sequence[str] = ()) -> list[Frame]:
+    """The functions most often on top of the sampled stacks, with their inclusive share.
+
+    With `within` (file path fragments such as "kenornir/"), the functions of those files with
+    the largest inclusive share instead: which of their calls the time goes to.
+    """
     on_top: Counter[str] = Counter()
     anywhere: Counter[str] = Counter()
     samples = 0
@@ -48,9 +52,13 @@ def top_frames(folded: Path, count: int = 15) -> list[Frame]:
         on_top[frames[-1]] += int(weight)
         for frame in set(frames):
             anywhere[frame] += int(weight)
+    if within:
+        ranked = [f for f, _ in anywhere.most_common() if any(part in f for part in within)]
+    else:
+        ranked = [f for f, _ in on_top.most_common()]
     return [
-        Frame(function, weight / samples, anywhere[function] / samples)
-        for function, weight in on_top.most_common(count)
+        Frame(function, on_top[function] / samples, anywhere[function] / samples)
+        for function in ranked[:count]
     ]
 
 

@@ -1,6 +1,6 @@
 """Runs one contender as a child subreaper and reports its wall time and its tree's peak memory.
 
-`python -m bench.meter RESULT_JSON LOG -- COMMAND...`: the command's output goes to LOG; the
+`python bench/meter.py RESULT_JSON LOG -- COMMAND...`: the command's output goes to LOG; the
 figures go to RESULT_JSON. As a subreaper this process adopts whatever the contender orphans
 (ssh ControlPersist masters, daemonized helpers), so their memory counts, and it stops them
 when the contender's command has exited: they were started by this run.
@@ -99,7 +99,7 @@ def _signal(pid: int, signal_number: signal.Signals) -> None:
 def main(argv: Sequence[str]) -> int:
     result_path, log_path, separator, *command = argv
     if separator != "--" or not command:
-        print("usage: python -m bench.meter RESULT_JSON LOG -- COMMAND...", file=sys.stderr)
+        print("usage: python bench/meter.py RESULT_JSON LOG -- COMMAND...", file=sys.stderr)
         return 2
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:

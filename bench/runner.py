@@ -25,7 +25,7 @@ from bench.job import COPY_FROM_FILES, STAGING, TOKEN, Job, join_arguments
 from bench.wire import WireCounters
 from tests.lab import JOIN_LOG, Lab, parse_join_records
 
-REPO = Path(__file__).resolve().parents[1]
+METER = Path(__file__).with_name("meter.py")
 RESET_COMMAND = "rm -rf /tmp/kubeedge /var/lib/kubeedge/*"
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,12 @@ class Runner:
         """Run the contender once under bench.meter and check that it did the whole job."""
         paths.run_dir.mkdir(parents=True, exist_ok=True)
         command = COMMANDS[contender](self.job, paths)
-        result_path = paths.run_dir / "meter.json"
         output = paths.run_dir / "output.log"
         log.info("round %d: %s", round_number, contender)
         before = self.wire.read()
-        self._metered(command, result_path, output)
+        self._metered(command, paths.run_dir)
         after = self.wire.read()
-        figures = json.loads(result_path.read_text())
+        figures = json.loads((paths.run_dir / "meter.json").read_text())
         if figures["exit_code"] != 0:
             raise BenchError(f"{contender} exited {figures['exit_code']}; its output: {output}")
         self.verify(contender, output, verify_runs)
@@ -157,9 +156,14 @@ class Runner:
         )
 
     @staticmethod
-    def _metered(command: Command, result_path: Path, output: Path) -> None:
-        meter = [sys.executable, "-m", "bench.meter", str(result_path), str(output), "--"]
+    def _metered(command: Command, run_dir: Path) -> None:
+        """Run the command in run_dir under bench/meter.py: meter.json and output.log there.
+
+        Not from the repo: `python -m kenornir` there would import the work tree's kenornir
+        whatever PYTHONPATH says.
+        """
+        meter = [sys.executable, str(METER), "meter.json", "output.log", "--"]
         log.debug("running %s", shlex.join(command.argv))
         subprocess.run(
-            [*meter, *command.argv], env={**os.environ, **command.env}, cwd=REPO, check=True
+            [*meter, *command.argv], env={**os.environ, **command.env}, cwd=run_dir, check=True
         )
