@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,3 +97,20 @@ def write_config(
 def offline_dir_of(packages: Mapping[str, Path]) -> Path:
     """The offlinePackageDir holding `<arch>/keadm-...tar.gz` packages."""
     return next(iter(packages.values())).parent.parent
+
+
+def run_python(
+    argv: Sequence[str | Path], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `python ARGV` as an operator would, with HOME (so ~/.ssh/known_hosts and the package
+    cache) inside cwd, output captured."""
+    env = {**os.environ, "HOME": str(cwd), "XDG_CACHE_HOME": str(cwd / "cache")}
+    return subprocess.run(
+        [sys.executable, *map(str, argv)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -7,14 +7,12 @@ own, runs the example batch and rewrites the block between the markers in README
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.batch_configs import node_entry, offline_dir_of, write_config
+from tests.batch_configs import node_entry, offline_dir_of, run_python, write_config
 from tests.lab import Lab, ensure_packages, leased_subnet
 
 README = Path(__file__).parent.parent / "README.md"
@@ -38,16 +36,8 @@ def capture(lab: Lab, packages: dict[str, Path], workdir: Path) -> str:
     config = example_config(lab, packages, workdir)
     for node in lab.nodes[: EXAMPLE_NODES - 1]:
         lab.exec(node.name, "rm -rf /tmp/kubeedge")
-    env = {**os.environ, "HOME": str(workdir)}
-    result = subprocess.run(
-        [sys.executable, "-m", "kenornir", str(config), "--no-progress", "--workers", "1"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    argv = ["-m", "kenornir", config, "--no-progress", "--workers", "1"]
+    result = run_python(argv, workdir)
     summary = result.stdout[result.stdout.index("NODE ") :]
     summary = re.sub(r"kenornir-runs/\S+", "kenornir-runs/20261127T210000Z", summary)
     return f"$ kenornir example.yaml\n...\n{summary}$ echo $?\n{result.returncode}\n"

@@ -15,7 +15,7 @@ import pytest
 
 from kenornir.packages import checksum_name, tarball_name
 from kenornir.report import failed_nodes_of
-from tests.batch_configs import LAB_TOKEN, node_entry, offline_dir_of, write_config
+from tests.batch_configs import LAB_TOKEN, node_entry, offline_dir_of, run_python, write_config
 from tests.http_server import LocalHTTPServer
 from tests.lab import Lab
 from tests.lab.packages import build_packages
@@ -27,17 +27,24 @@ VERSION = "v1.22.0"
 def kenornir(
     *args: str | Path, cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a child process with HOME in cwd (its own ~/.ssh/known_hosts and cache)."""
-    env = {**os.environ, "HOME": str(cwd), "XDG_CACHE_HOME": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, "-m", "kenornir", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    return run_python(["-m", "kenornir", *args], cwd, timeout)
+
+
+def offline_config(path: Path, offline_dir: Path) -> Path:
+    """One amd64 node on a loopback port where nothing listens, packages from offline_dir."""
+    path.write_text(
+        "keadm:\n"
+        "  download: {enable: false}\n"
+        f"  keadmVersion: {VERSION}\n"
+        "  archGroup: [amd64]\n"
+        f"  offlinePackageDir: {offline_dir}\n"
+        "nodes:\n"
+        "  - nodeName: edge-1\n"
+        "    keadmCmd: join\n"
+        "    ssh: {ip: 127.0.0.1, port: 1, username: root, auth: {type: password, "
+        "passwordAuth: {password: pw}}}\n"
     )
+    return path
 
 
 def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -204,19 +211,7 @@ class TestPrepare:
                 Member(f"{root}/../../evil", data=b"x"),
             ],
         )
-        config = tmp_path / "offline.yaml"
-        config.write_text(
-            "keadm:\n"
-            "  download: {enable: false}\n"
-            f"  keadmVersion: {VERSION}\n"
-            "  archGroup: [amd64]\n"
-            f"  offlinePackageDir: {tmp_path / 'offline'}\n"
-            "nodes:\n"
-            "  - nodeName: edge-1\n"
-            "    keadmCmd: join\n"
-            "    ssh: {ip: 127.0.0.1, username: root, auth: {type: password, "
-            "passwordAuth: {password: pw}}}\n"
-        )
+        config = offline_config(tmp_path / "offline.yaml", tmp_path / "offline")
         result = self.prepare(config)
         assert result.returncode == 3
         warning, error = result.stderr.splitlines()
@@ -281,19 +276,7 @@ def test_run_whose_package_is_missing_exits_3_and_reports_every_node_skipped(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "offline").mkdir()
-    config = tmp_path / "batch.yaml"
-    config.write_text(
-        "keadm:\n"
-        "  download: {enable: false}\n"
-        f"  keadmVersion: {VERSION}\n"
-        "  archGroup: [amd64]\n"
-        f"  offlinePackageDir: {tmp_path / 'offline'}\n"
-        "nodes:\n"
-        "  - nodeName: edge-1\n"
-        "    keadmCmd: join\n"
-        "    ssh: {ip: 127.0.0.1, port: 1, username: root, auth: {type: password, "
-        "passwordAuth: {password: pw}}}\n"
-    )
+    config = offline_config(tmp_path / "batch.yaml", tmp_path / "offline")
     result = kenornir(config, "--run-dir", tmp_path / "run", cwd=tmp_path)
     no_traceback(result)
     assert result.returncode == 3

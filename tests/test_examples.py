@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kenornir.batch import RunOptions, Selection, run_batch
-from tests.batch_configs import node_entry, offline_dir_of, write_config
+from tests.batch_configs import node_entry, offline_dir_of, run_python, write_config
 from tests.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -19,16 +17,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def example(name: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(cwd), "XDG_CACHE_HOME": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_python([EXAMPLES / name, *args], cwd)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.batch_configs import LAB_TOKEN, node_entry, offline_dir_of, write_config
+from tests.batch_configs import LAB_TOKEN, node_entry, offline_dir_of, run_python, write_config
 from tests.conftest import require_lab_host
 from tests.lab import Lab, leased_subnet
 
@@ -45,15 +45,8 @@ def fleet_run(
             config = write_config(
                 workdir / "fleet.yaml", nodes, offline_dir_of(lab_packages), max_run_num=10
             )
-            result = subprocess.run(
-                [sys.executable, "-m", "kenornir", str(config), "--run-dir", str(workdir / "run")],
-                cwd=workdir,
-                env={**os.environ, "HOME": str(workdir)},
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            argv = ["-m", "kenornir", config, "--run-dir", workdir / "run"]
+            result = run_python(argv, workdir, timeout=300)
             yield lab, workdir / "run", result
         finally:
             lab.down()
