@@ -26,7 +26,7 @@ CONNECTION_NAME = "kenornir_ssh"
 # The first stdout line of every wrapped command carries the remote process group id, so an
 # interrupted or timed-out command can be killed on the node, not just abandoned.
 _PGID_MARK = "__kenornir_pgid="
-# Output kept in memory per stream; everything still reaches the line callback (the node log).
+# Output kept in memory per stream; every line still reaches the line callback.
 OUTPUT_TAIL_BYTES = 256 * 1024
 _POLL_SECONDS = 0.2
 _KILL_GRACE_SECONDS = 5

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import shlex
+from collections import deque
 
 from nornir.core.task import Result, Task
 
-from kenornir.connection import CommandResult, node_ssh
+from kenornir.connection import CommandResult, StreamName, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
 from kenornir.template import remote_command_line
 
 # Exit status of the guard that refuses a keadm binary altered after it was uploaded.
 BINARY_CHANGED_EXIT = 197
+LOG_HEAD_BYTES = 1024 * 1024
+LOG_TAIL_BYTES = 256 * 1024
+STREAMS: tuple[StreamName, ...] = ("stdout", "stderr")
 
 
 def keadm_command_line(keadm_cmd: str, workdir: str, binary_sha256: str | None = None) -> str:
@@ -43,22 +48,67 @@ def last_line(output: CommandResult) -> str:
     return ""
 
 
+class _NodeLogOutput:
+    """Writes a command's output lines to the node log, within a budget per stream.
+
+    The log keeps the first LOG_HEAD_BYTES and the last LOG_TAIL_BYTES of each stream and
+    says how much it left out between them: a command that floods 50 MB would otherwise cost
+    that much disk per node and minutes of log formatting, for lines nobody reads.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self.head_bytes = dict.fromkeys(STREAMS, 0)
+        self.tails: dict[str, deque[str]] = {stream: deque() for stream in STREAMS}
+        self.tail_bytes = dict.fromkeys(STREAMS, 0)
+        self.skipped_bytes = dict.fromkeys(STREAMS, 0)
+
+    def line(self, stream: StreamName, text: str) -> None:
+        size = len(text.encode()) + 1
+        if not self.tails[stream] and self.head_bytes[stream] + size <= LOG_HEAD_BYTES:
+            self.head_bytes[stream] += size
+            self.log.info("%s: %s", stream, text)
+            return
+        tail = self.tails[stream]
+        tail.append(text)
+        self.tail_bytes[stream] += size
+        while self.tail_bytes[stream] > LOG_TAIL_BYTES:
+            dropped = len(tail.popleft().encode()) + 1
+            self.tail_bytes[stream] -= dropped
+            self.skipped_bytes[stream] += dropped
+
+    def finish(self) -> None:
+        """Log the tails held back, after a note on what was left out before them."""
+        for stream in STREAMS:
+            if self.skipped_bytes[stream]:
+                self.log.info(
+                    "(%d bytes of %s not logged here: the log keeps the first %d KiB and the "
+                    "last %d KiB of each stream of a command)",
+                    self.skipped_bytes[stream],
+                    stream,
+                    LOG_HEAD_BYTES // 1024,
+                    LOG_TAIL_BYTES // 1024,
+                )
+            for text in self.tails[stream]:
+                self.log.info("%s: %s", stream, text)
+            self.tails[stream].clear()
+
+
 def run_remote(task: Task, command: str, what: str, timeout: float | None = None) -> CommandResult:
-    """Run command as root (sudo on sudo hosts), every output line into the node's log.
+    """Run command as root (sudo on sudo hosts), its output into the node's log.
 
     Raises:
         StageFailed: non-zero exit or timeout, with `what` naming the command in the reason.
     """
-    log = node_logger(task.host.name)
-    output = node_ssh(task).run(
-        command, timeout=timeout, on_line=lambda stream, line: log.info("%s: %s", stream, line)
-    )
-    if output.dropped_bytes:
-        log.info(
-            "(%d bytes of output not kept in memory; all of it is above)", output.dropped_bytes
-        )
+    ssh = node_ssh(task)
+    logged = _NodeLogOutput(node_logger(task.host.name))
+    try:
+        output = ssh.run(command, timeout=timeout, on_line=logged.line)
+    finally:
+        logged.finish()
     if output.timed_out:
-        raise StageFailed(f"{what} did not finish in time and was killed", exit_code=None)
+        limit = ssh.settings.command_timeout if timeout is None else timeout
+        raise StageFailed(f"{what} did not finish within {limit:g}s and was killed", exit_code=None)
     if output.exit_status != 0:
         detail = last_line(output)
         raise StageFailed(

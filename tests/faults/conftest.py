@@ -23,6 +23,14 @@ JOIN_CMD = "{{.cmd}} --edgenode-name={{nodeName}} --token={{.token}}"
 # Every fault test runs its faulty node beside these two, which must still end ok.
 HEALTHY_NODES = ("node-002", "node-003")
 _HOLDER_MARK = "kenornir-lab-holder"
+# Runs argv[2:] and writes the peak resident memory of that child, in bytes, to argv[1].
+_PEAK_RSS_LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024))
+sys.exit(code)
+"""
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class FaultRun:
     stdout: str
     stderr: str
     run_dir: Path
+    peak_rss_bytes: int | None = None  # of the kenornir process, when the run measured it
 
     @property
     def report(self) -> dict[str, Any]:
@@ -113,10 +122,21 @@ class FaultLab:
             *("--cache-dir", str(self.workdir / "cache"), "--no-progress", *args),
         ]
 
-    def run(self, config: Path, run_name: str, *args: str, timeout: float = 120) -> FaultRun:
+    def run(
+        self,
+        config: Path,
+        run_name: str,
+        *args: str,
+        timeout: float = 120,
+        measure_memory: bool = False,
+    ) -> FaultRun:
         """Run the CLI to its end; fail the test if any secret reached any output."""
+        command = self.command(config, run_name, *args)
+        peak_file = self.workdir / f"{run_name}.peak-rss"
+        if measure_memory:
+            command = [sys.executable, "-c", _PEAK_RSS_LAUNCHER, str(peak_file), *command]
         completed = subprocess.run(
-            self.command(config, run_name, *args),
+            command,
             cwd=self.workdir,
             env=self.env(),
             capture_output=True,
@@ -124,11 +144,11 @@ class FaultLab:
             timeout=timeout,
             check=False,
         )
-        return self.checked(
-            FaultRun(
-                completed.returncode, completed.stdout, completed.stderr, self.run_dir(run_name)
-            )
+        peak = int(peak_file.read_text()) if measure_memory else None
+        run = FaultRun(
+            completed.returncode, completed.stdout, completed.stderr, self.run_dir(run_name), peak
         )
+        return self.checked(run)
 
     def start(self, config: Path, run_name: str, *args: str) -> subprocess.Popen[str]:
         """Start the CLI in the background (see finish)."""
@@ -224,12 +244,12 @@ def node_processes(lab: Lab, name: str) -> dict[int, str]:
     return found
 
 
-def keadm_leftovers(lab: Lab, name: str) -> list[str]:
-    """The fake keadm, or a sleep it started, still running on the node."""
+def stray_processes(lab: Lab, name: str) -> list[str]:
+    """Command lines of whatever still runs on the node besides its sshd (keadm, a sleep...)."""
     return [
         command
         for command in node_processes(lab, name).values()
-        if "keadm" in command or command.split()[0] in ("sleep", "/usr/bin/sleep")
+        if not command.startswith(("sshd", "/usr/sbin/sshd"))
     ]
 
 
