@@ -229,6 +229,8 @@ class KenornirSSH:
         """
         limit = self.settings.command_timeout if timeout is None else timeout
         use_sudo = self.sudo and as_root
+        if self._stop_requested():
+            raise CommandInterrupted("interrupted before the command started")
         channel = self._open_channel()
         ask_password = bool(self.sudo_password)
         channel.exec_command(wrap_command(command, limit, sudo=use_sudo, ask_password=ask_password))
@@ -244,12 +246,13 @@ class KenornirSSH:
         timed_out = False
         try:
             while True:
-                if self.stop_event is not None and self.stop_event.is_set():
-                    self._kill_remote(pgid.value, use_sudo)
-                    raise CommandInterrupted(f"interrupted while running: {command}")
+                if self._stop_requested():
+                    self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
+                    # The command line may hold secrets; the caller names what it was.
+                    raise CommandInterrupted("interrupted; the command was stopped on the node")
                 if time.monotonic() > deadline:
                     timed_out = True
-                    self._kill_remote(pgid.value, use_sudo)
+                    self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
                     break
                 _drain(channel, pgid, stderr)
                 finished = channel.exit_status_ready() and (channel.eof_received or channel.closed)
@@ -270,6 +273,9 @@ class KenornirSSH:
             dropped_bytes=stdout.dropped + stderr.dropped,
         )
 
+    def _stop_requested(self) -> bool:
+        return self.stop_event is not None and self.stop_event.is_set()
+
     def _open_channel(self) -> paramiko.Channel:
         transport = self.connection.get_transport()
         if transport is None or not transport.is_active():
@@ -278,7 +284,7 @@ class KenornirSSH:
 
     def _kill_remote(self, pgid: int | None, use_sudo: bool) -> None:
         """Terminate the remote command's process group, then kill it after a grace period."""
-        if pgid is None:
+        if not pgid:  # unknown, or 0 (no mark line): `kill -- -0` would hit the kill itself
             return
         kill = (
             f"kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; true"
@@ -326,6 +332,22 @@ class _PgidReader:
         if self.head:
             self.stdout.feed(self.head)
         return self.stdout.finish()
+
+
+def _await_pgid(
+    channel: paramiko.Channel, pgid: _PgidReader, stderr: _StreamCollector
+) -> int | None:
+    """The remote process group, waiting for the command's first line if it has not come yet.
+
+    A stop right after the command was sent would otherwise find no group to kill, and the
+    command would run on unattended.
+    """
+    deadline = time.monotonic() + _KILL_GRACE_SECONDS
+    while pgid.value is None and time.monotonic() < deadline and not channel.closed:
+        _drain(channel, pgid, stderr)
+        if pgid.value is None:
+            select.select([channel], [], [], _POLL_SECONDS)
+    return pgid.value
 
 
 def _drain(channel: paramiko.Channel, stdout: _PgidReader, stderr: _StreamCollector) -> None:

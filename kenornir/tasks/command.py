@@ -9,7 +9,7 @@ from collections import deque
 
 from nornir.core.task import Result, Task
 
-from kenornir.connection import CommandResult, StreamName, node_ssh
+from kenornir.connection import CommandInterrupted, CommandResult, StreamName, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
 from kenornir.template import remote_command_line
@@ -99,11 +99,14 @@ def run_remote(task: Task, command: str, what: str, timeout: float | None = None
 
     Raises:
         StageFailed: non-zero exit or timeout, with `what` naming the command in the reason.
+        CommandInterrupted: the run was stopped; the command was killed on the node.
     """
     ssh = node_ssh(task)
     logged = _NodeLogOutput(node_logger(task.host.name))
     try:
         output = ssh.run(command, timeout=timeout, on_line=logged.line)
+    except CommandInterrupted as stopped:
+        raise CommandInterrupted(f"{what}: {stopped}") from None
     finally:
         logged.finish()
     if output.timed_out:

@@ -21,6 +21,7 @@ from kenornir.tasks.connect import connect
 from kenornir.tasks.facts import detect_arch
 from kenornir.tasks.hooks import post_run, pre_run
 from kenornir.tasks.transfer import FileToSend, dir_files, stage_dir, upload_files
+from kenornir.template import mask_secrets
 
 
 class PreparedBinary(Protocol):
@@ -72,7 +73,7 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
         nonlocal stage
         stage = this_stage
         if _stop_requested(task):
-            raise CommandInterrupted("run interrupted")
+            raise CommandInterrupted(f"run interrupted before stage {this_stage} started")
         log.info("stage %s", this_stage)
         return task.run(task=subtask, name=str(this_stage), **kwargs)[0].result
 
@@ -91,7 +92,9 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
         outcome.status = Status.OK
     except (NornirSubTaskError, CommandInterrupted) as error:
         cause = error.result[0].exception if isinstance(error, NornirSubTaskError) else error
-        outcome.status, outcome.reason, outcome.exit_code = _failure(cause or error)
+        outcome.status, reason, outcome.exit_code = _failure(cause or error)
+        # Reasons quote exception text, which may quote a command line: mask it at the source.
+        outcome.reason = mask_secrets(reason, host.data.get("secrets", ()))
         outcome.stage = stage
         if outcome.status is Status.FAILED and stage is Stage.POST_RUN:
             outcome.reason = f"{outcome.reason} (keadm itself succeeded)"

@@ -75,13 +75,15 @@ class FaultRun:
 
 
 def leaked_secrets(secrets: Iterable[str], outputs: Mapping[str, str]) -> list[str]:
-    """Where each secret shows up in outputs, as `secret #N in WHERE` (never the value)."""
-    return [
-        f"secret #{number} in {where}"
-        for number, secret in enumerate(secrets, start=1)
-        for where, text in outputs.items()
-        if secret in text
-    ]
+    """Each secret found in outputs, as `secret #N in WHERE: ...context...` (value replaced)."""
+    leaks = []
+    for number, secret in enumerate(secrets, start=1):
+        for where, text in outputs.items():
+            at = text.find(secret)
+            if at >= 0:
+                context = text[max(0, at - 80) : at + len(secret) + 80]
+                leaks.append(f"secret #{number} in {where}: {context.replace(secret, '<SECRET>')}")
+    return leaks
 
 
 @dataclass
