@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, TOOLS_VENV, RunPaths, kenornir
-from bench.hotspots import py_spy_record, render_frames, top_frames
+from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, TOOLS_VENV
+from bench.hotspots import profile_kenornir
 from bench.job import write_job
 from bench.report import machine_line, render_table, summarize, targets
 from bench.runner import BenchError, Runner
@@ -72,7 +72,7 @@ def _bench(args: argparse.Namespace) -> int:
             if KENORNIR in contenders:
                 runner.prepare_kenornir()
             measurements = runner.rounds(contenders, args.rounds, args.second_run)
-            profile = _profile(runner, args.scenario, work_dir) if args.profile else None
+            profile = profile_kenornir(runner, args.scenario, work_dir) if args.profile else None
     help_seconds = _help_seconds(args.help_runs, work_dir) if KENORNIR in contenders else None
     summaries = summarize(measurements)
     found = targets(summaries, args.scenario, job.binary_size, help_seconds)
@@ -113,29 +113,6 @@ def _running_lab(state_dir: Path, nodes: int, edge_link: EdgeLink | None) -> Ite
             yield lab
         finally:
             lab.down()
-
-
-def _profile(runner: Runner, scenario: str, work_dir: Path) -> str:
-    """One more kenornir first run, under py-spy; returns its top frames."""
-    runner.reset_nodes()
-    folded = work_dir / f"profile-{scenario}.folded"
-    paths = RunPaths(
-        work_dir / "runs" / "profile", work_dir / "runs" / "profile-known_hosts", runner.cache_dir
-    )
-    paths.known_hosts.unlink(missing_ok=True)
-    command = kenornir(runner.job, paths).argv
-    idle = scenario == "edge-link"  # there the run waits on the links: show where
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        py_spy_record(command, folded, idle), check=True, capture_output=True, cwd=paths.run_dir
-    )
-    kind = "wall time (idle threads included)" if idle else "CPU time"
-    ours = top_frames(folded, within=("kenornir/", "paramiko/"))
-    return (
-        f"kenornir profile, {kind}, folded stacks in {folded}\n"
-        f"top frames:\n{render_frames(top_frames(folded))}\n"
-        f"kenornir and paramiko functions by total share:\n{render_frames(ours)}"
-    )
 
 
 def _use_kenornir_revision(revision: str, work_dir: Path) -> None:

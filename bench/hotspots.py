@@ -1,13 +1,15 @@
-"""Where a kenornir run spends its time: a py-spy profile of one run and its top frames."""
+"""Where a kenornir run spends its time: py-spy profiles of a first and a second run."""
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.contenders import TOOLS_VENV
+from bench.contenders import TOOLS_VENV, RunPaths, kenornir
+from bench.runner import Runner
 
 
 @dataclass(frozen=True)
@@ -19,19 +21,36 @@ class Frame:
     total_share: float
 
 
-def py_spy_record(command: Sequence[str], folded: Path, idle: bool) -> list[str]:
-    """argv that runs command under py-spy and writes its stacks, folded, to `folded`.
+def profile_kenornir(runner: Runner, scenario: str, work_dir: Path) -> str:
+    """One more kenornir first run and its second run, each under py-spy; their top frames.
 
-    idle keeps samples of threads that wait (on the network, on a lock): where a run spends
-    its wall time rather than its CPU time.
+    On loopback the run is CPU-bound: py-spy samples only the thread holding the GIL, i.e.
+    where the Python CPU time goes. Behind edge links the run waits: py-spy samples every
+    thread, idle ones included, i.e. where the wall time goes.
     """
-    return [
-        *(str(TOOLS_VENV / "bin" / "py-spy"), "record", "--rate", "100", "--nolineno"),
-        *("--format", "raw", "--output", str(folded)),
-        *(["--idle"] if idle else []),
-        "--",
-        *command,
-    ]
+    lens = "--gil" if scenario == "loopback" else "--idle"
+    described = {"--gil": "Python CPU time (GIL holder)", "--idle": "wall time (all threads)"}
+    runner.reset_nodes()
+    known_hosts = work_dir / "runs" / "profile-known_hosts"
+    known_hosts.unlink(missing_ok=True)
+    sections = []
+    for run in ("first", "second"):
+        paths = RunPaths(work_dir / "runs" / f"profile-{run}", known_hosts, runner.cache_dir)
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        folded = work_dir / f"profile-{scenario}-{run}.folded"
+        record = [
+            *(str(TOOLS_VENV / "bin" / "py-spy"), "record", "--rate", "100", "--nolineno"),
+            *("--format", "raw", "--output", str(folded), lens, "--"),
+            *kenornir(runner.job, paths).argv,
+        ]
+        subprocess.run(record, check=True, capture_output=True, cwd=paths.run_dir)
+        ours = top_frames(folded, within=("kenornir/", "paramiko/"))
+        sections.append(
+            f"kenornir {run} run profile, {described[lens]}, folded stacks in {folded}\n"
+            f"top frames:\n{render_frames(top_frames(folded))}\n"
+            f"kenornir and paramiko functions by total share:\n{render_frames(ours)}"
+        )
+    return "\n".join(sections)
 
 
 def top_frames(folded: Path, count: int = 15, within: Sequence[str] = ()) -> list[Frame]:
