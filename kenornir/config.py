@@ -6,6 +6,7 @@ import difflib
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,25 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Batch
     except OSError as exc:
         raise ConfigError([f"{label}: cannot be read: {exc.strerror} (check it)"]) from None
     return parse_config(text, source=label, config_dir=Path(path).parent, env=env)
+
+
+def exposed_secrets_warning(path: str | Path, config: BatchConfig) -> str | None:
+    """A warning when the config file spells out secrets and group or others may open it.
+
+    Secrets read from `${NAME}` are not in the file and do not count. None when the file is
+    private (no group/other permission bits) or holds no secret.
+    """
+    try:
+        mode = stat.S_IMODE(Path(path).stat().st_mode)
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not mode & 0o077 or not any(secret in text for secret in config.secrets):
+        return None
+    return (
+        f"{path} holds passwords or tokens and is open to group or others (mode {mode:04o}): "
+        f"chmod 600 {path}, or write them as ${{NAME}} and set NAME in the environment"
+    )
 
 
 def parse_config(
