@@ -452,14 +452,15 @@ def classify_connect_error(
         return ConnectError(f"connection refused by {host}", unreachable=True)
     if isinstance(exc, socket.timeout | TimeoutError):
         return ConnectError(f"no answer from {host} within {timeout:g}s", unreachable=True)
-    # paramiko gives up waiting for the handshake at `timeout` with "No existing session",
-    # often before its own banner timeout reports the real cause.
-    if isinstance(exc, paramiko.SSHException) and not answered:
-        return ConnectError(f"no SSH banner from {host} within {timeout:g}s", unreachable=True)
-    if isinstance(exc, paramiko.SSHException) and "No existing session" in str(exc):
+    # paramiko stops waiting for the handshake at `timeout` with "No existing session", often
+    # before its own banner timeout could report the real cause.
+    waited_in_vain = "No existing session" in str(exc)
+    if isinstance(exc, paramiko.SSHException) and waited_in_vain and answered:
         return ConnectError(
             f"SSH handshake with {host} did not finish within {timeout:g}s", unreachable=False
         )
+    if isinstance(exc, paramiko.SSHException) and (waited_in_vain or "banner" in str(exc)):
+        return ConnectError(f"no SSH banner from {host} within {timeout:g}s", unreachable=True)
     if isinstance(exc, OSError):
         return ConnectError(f"cannot reach {host}: {exc.strerror or exc}", unreachable=True)
     return ConnectError(f"SSH login to {host} failed: {exc}", unreachable=False)

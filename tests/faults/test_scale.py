@@ -69,7 +69,7 @@ def test_ninety_succeed_and_ten_faults_are_each_reported(
         run = faults.run(
             config,
             "hundred",
-            *("--workers", "20", "--connect-timeout", "4", "--command-timeout", "8"),
+            *("--workers", "20", "--connect-timeout", "5", "--command-timeout", "8"),
             timeout=170,
         )
     finally:
