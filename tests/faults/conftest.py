@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -98,7 +98,6 @@ class FaultLab:
     workdir: Path
     offline_dir: Path
     secrets: list[str] = field(default_factory=list)
-    runs: list[FaultRun] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.secrets += [self.lab.password, LAB_TOKEN]
@@ -183,7 +182,6 @@ class FaultLab:
         assert "Traceback" not in run.stdout + run.stderr, run.stderr
         leaks = leaked_secrets(self.secrets, run.outputs())
         assert not leaks, f"secrets leaked: {leaks}"
-        self.runs.append(run)
         return run
 
     def run_dir(self, run_name: str) -> Path:
@@ -206,8 +204,8 @@ class FaultLabFactory(Protocol):
 @pytest.fixture
 def make_fault_lab(
     make_lab: LabFactory, lab_packages: dict[str, Path], tmp_path: Path
-) -> Iterator[FaultLabFactory]:
-    """Labs of a test's own, wrapped in FaultLab (node-001 is the one to break by convention)."""
+) -> FaultLabFactory:
+    """Labs of a test's own (stopped after it), wrapped in FaultLab."""
 
     def make(nodes: int = 3, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB) -> FaultLab:
         lab = make_lab(nodes=nodes, tmp_size_mb=tmp_size_mb)
@@ -215,7 +213,7 @@ def make_fault_lab(
         workdir.mkdir()
         return FaultLab(lab, workdir, offline_dir_of(lab_packages))
 
-    yield make
+    return make
 
 
 @pytest.fixture

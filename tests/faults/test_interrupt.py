@@ -23,7 +23,7 @@ def test_ctrl_c_stops_the_run_cleanly(make_fault_lab: FaultLabFactory) -> None:
     config = faults.config([faults.entry(name, cmd=slow) for name in names])
     process = faults.start(config, "ctrl-c", "--workers", "5")
     assert process.stdout is not None
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + 60
     while sum(line.endswith(": keadm\n") for line in seen) < 3 and time.monotonic() < deadline:
         line = process.stdout.readline()
