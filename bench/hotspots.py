@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Sequence
@@ -36,7 +37,8 @@ def profile_kenornir(runner: Runner, scenario: str, work_dir: Path) -> str:
     sections = []
     for run in ("first", "second"):
         paths = RunPaths(work_dir / "runs" / f"profile-{run}", known_hosts, runner.cache_dir)
-        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(paths.run_dir, ignore_errors=True)
+        paths.run_dir.mkdir(parents=True)
         folded = work_dir / f"profile-{scenario}-{run}.folded"
         record = [
             *(str(TOOLS_VENV / "bin" / "py-spy"), "record", "--rate", "100", "--nolineno"),

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -96,8 +97,9 @@ class Runner:
     def measure(
         self, contender: str, round_number: int, paths: RunPaths, verify_runs: int = 1
     ) -> Measurement:
-        """Run the contender once under bench.meter and check that it did the whole job."""
-        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        """Run the contender once under bench/meter.py and check that it did the whole job."""
+        shutil.rmtree(paths.run_dir, ignore_errors=True)  # a previous invocation's run
+        paths.run_dir.mkdir(parents=True)
         command = COMMANDS[contender](self.job, paths)
         output = paths.run_dir / "output.log"
         log.info("round %d: %s", round_number, contender)
