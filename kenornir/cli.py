@@ -97,14 +97,18 @@ def load_or_report(args: argparse.Namespace) -> BatchConfig | None:
     if len(given) != 1:
         print("kenornir: error: give the config file once: CONFIG or -c CONFIG", file=sys.stderr)
         return None
-    from kenornir.config import ConfigError, load_config
+    from kenornir.config import ConfigError, exposed_secrets_warning, load_config
 
     try:
-        return load_config(given[0])
+        config = load_config(given[0])
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return None
+    warning = exposed_secrets_warning(given[0], config)
+    if warning is not None:
+        print(f"kenornir: warning: {warning}", file=sys.stderr)
+    return config
 
 
 def print_masked(config: BatchConfig, lines: Iterable[str]) -> None:
@@ -433,7 +437,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print((batch_run.run_dir / "report.json").read_text("utf-8"), end="")
     else:
-        print(summary_table(batch_run.outcomes, batch_run.run_dir))
+        print(mask_secrets(summary_table(batch_run.outcomes, batch_run.run_dir), config.secrets))
     return batch_run.exit_code
 
 

@@ -61,6 +61,8 @@ class KeadmPackage:
     tarball_sha512: str
     checksum_verified: bool
     source: PackageSource
+    # The binary's member name exactly as stored in the tarball, so a node can unpack it alone.
+    binary_member: str
 
 
 def tarball_name(version: str, arch: str) -> str:
@@ -517,6 +519,7 @@ class _UnpackRecord:
 
     tarball_sha512: str
     binary_sha256: str
+    binary_member: str
 
 
 def _unpacked_package(
@@ -543,10 +546,16 @@ def _unpacked_package(
         and binary.is_file()
         and file_digest(binary, "sha256") == record.binary_sha256
     ):
-        binary_sha256 = record.binary_sha256
+        binary_sha256, binary_member = record.binary_sha256, record.binary_member
     else:
-        binary_sha256 = _unpack_keadm(tarball, binary, version, arch, parts)
-        record_text = json.dumps({"tarball_sha512": tarball_sha512, "binary_sha256": binary_sha256})
+        binary_sha256, binary_member = _unpack_keadm(tarball, binary, version, arch, parts)
+        record_text = json.dumps(
+            {
+                "tarball_sha512": tarball_sha512,
+                "binary_sha256": binary_sha256,
+                "binary_member": binary_member,
+            }
+        )
         with parts.replacing(record_path) as out:
             out.write(record_text.encode())
     return KeadmPackage(
@@ -559,19 +568,29 @@ def _unpacked_package(
         tarball_sha512=tarball_sha512,
         checksum_verified=verified,
         source=source,
+        binary_member=binary_member,
     )
 
 
 def _read_unpack_record(path: Path) -> _UnpackRecord | None:
     try:
         fields = json.loads(path.read_text())
-        return _UnpackRecord(str(fields["tarball_sha512"]), str(fields["binary_sha256"]))
+        return _UnpackRecord(
+            str(fields["tarball_sha512"]),
+            str(fields["binary_sha256"]),
+            str(fields["binary_member"]),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _unpack_keadm(tarball: Path, binary: Path, version: str, arch: str, parts: _PartFiles) -> str:
-    """Write the package's keadm to `binary` (0755) after checking every member is safe."""
+def _unpack_keadm(
+    tarball: Path, binary: Path, version: str, arch: str, parts: _PartFiles
+) -> tuple[str, str]:
+    """Write the package's keadm to `binary` (0755) after checking every member is safe.
+
+    Returns its sha256 and its member name in the tarball.
+    """
     root = f"keadm-{version}-linux-{arch}"
     try:
         with tarfile.open(tarball, "r:gz") as archive:
@@ -588,7 +607,7 @@ def _unpack_keadm(tarball: Path, binary: Path, version: str, arch: str, parts: _
         raise PackageError(
             f"{arch}: {tarball} is not a readable tar.gz ({exc}); replace it and prepare again"
         ) from None
-    return digest.hexdigest()
+    return digest.hexdigest(), member.name
 
 
 def _safe_keadm_member(

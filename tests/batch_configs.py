@@ -91,6 +91,7 @@ def write_config(
         "maxRunNum": max_run_num,
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)  # it holds the token (and passwords): kenornir warns about open modes
     return path
 
 

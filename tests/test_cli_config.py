@@ -67,6 +67,7 @@ def secret_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "id_edge").write_text("key\n")
     path = tmp_path / "batch.yaml"
     path.write_text(SECRET_CONFIG)
+    path.chmod(0o600)  # spelled-out secrets in a 0644 file would add kenornir's warning line
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CLI_TEST_TOKEN", TOKEN)
     return path

@@ -44,6 +44,7 @@ def offline_config(path: Path, offline_dir: Path) -> Path:
         "    ssh: {ip: 127.0.0.1, port: 1, username: root, auth: {type: password, "
         "passwordAuth: {password: pw}}}\n"
     )
+    path.chmod(0o600)
     return path
 
 
@@ -151,6 +152,7 @@ class TestPrepare:
             "    ssh: {ip: 127.0.0.1, username: root, auth: {type: password, "
             "passwordAuth: {password: pw}}}\n"
         )
+        config.chmod(0o600)
         yield server, config
         server.close()
 

@@ -20,7 +20,7 @@ from kenornir.tasks.command import run_keadm
 from kenornir.tasks.connect import connect
 from kenornir.tasks.facts import detect_arch
 from kenornir.tasks.hooks import post_run, pre_run
-from kenornir.tasks.transfer import FileToSend, dir_files, stage_dir, upload_files
+from kenornir.tasks.transfer import FileToSend, PackedFile, dir_files, stage_dir, upload_files
 from kenornir.template import mask_secrets
 
 
@@ -32,6 +32,12 @@ class PreparedBinary(Protocol):
 
     @property
     def binary_sha256(self) -> str: ...
+
+    @property
+    def tarball(self) -> Path: ...
+
+    @property
+    def binary_member(self) -> str: ...
 
 
 def _failure(exc: BaseException) -> tuple[Status, str, int | None]:
@@ -112,8 +118,11 @@ def _files_for(
     files = dir_files(Path(data["copy_from"])) if data["copy_from"] else []
     if data["keadm_bin_dir"] is None:
         package = packages[arch]
-        keadm = FileToSend(package.binary, f"{STAGING_DIR}/keadm", sha256=package.binary_sha256)
-        files.append(keadm)
+        packed = PackedFile(package.tarball, package.binary_member)
+        remote = f"{STAGING_DIR}/keadm"
+        files.append(
+            FileToSend(package.binary, remote, sha256=package.binary_sha256, packed=packed)
+        )
     return files
 
 

@@ -22,7 +22,6 @@ STAGING = "/tmp/kubeedge/keadm"
 JOIN_CMD = "{{.cmd}} --edgenode-name={{nodeName}} --token={{.token}}"
 # Every fault test runs its faulty node beside these two, which must still end ok.
 HEALTHY_NODES = ("node-002", "node-003")
-_HOLDER_MARK = "kenornir-lab-holder"
 # Runs argv[2:] and writes the peak resident memory of that child, in bytes, to argv[1].
 _PEAK_RSS_LAUNCHER = """
 import resource, subprocess, sys
@@ -222,33 +221,11 @@ def fault_lab(make_fault_lab: FaultLabFactory) -> FaultLab:
     return make_fault_lab()
 
 
-def node_processes(lab: Lab, name: str) -> dict[int, str]:
-    """pid -> command line of every process inside the node's mount namespace but its holder.
-
-    The lab shares this machine's pid namespace, so `ps` inside a node would list every
-    process here; the node's own are those in its mount namespace.
-    """
-    namespace = lab.exec(name, ["readlink", "/proc/self/ns/mnt"]).stdout.strip()
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "ns" / "mnt").readlink() != Path(namespace):
-                continue
-            command_line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except (OSError, UnicodeDecodeError):
-            continue  # it exited meanwhile
-        if command_line and not command_line.startswith(_HOLDER_MARK):
-            found[int(entry.name)] = command_line
-    return found
-
-
 def stray_processes(lab: Lab, name: str) -> list[str]:
     """Command lines of whatever still runs on the node besides its sshd (keadm, a sleep...)."""
     return [
         command
-        for command in node_processes(lab, name).values()
+        for command in lab.processes(name).values()
         if not command.startswith(("sshd", "/usr/sbin/sshd"))
     ]
 
@@ -259,6 +236,6 @@ def kill_node_sshd(lab: Lab, name: str) -> None:
     stop_sshd stops the listener only; an open session lives in processes of its own.
     """
     lab.stop_sshd(name, signal.SIGKILL)
-    for pid in node_processes(lab, name):
+    for pid in lab.processes(name):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.batch_configs import offline_dir_of
-from tests.faults.conftest import STAGING, FaultLab, kill_node_sshd, node_processes
+from tests.faults.conftest import STAGING, FaultLab, kill_node_sshd
 from tests.lab import ensure_packages
 from tests.lab.packages import keadm_member_digest
 
@@ -58,7 +58,7 @@ def kill_sshd_when_the_upload_is_under_way(faults: FaultLab, node: str) -> threa
     The node's files are read through /proc/PID/root of one of its processes, which sees the
     node's private /tmp, so the poll costs no process start.
     """
-    root = Path(f"/proc/{next(iter(node_processes(faults.lab, node)))}/root")
+    root = Path(f"/proc/{next(iter(faults.lab.processes(node)))}/root")
     part = root / PART.lstrip("/")
 
     def watch() -> None:

@@ -153,6 +153,29 @@ class Lab:
             timeout=timeout,
         )
 
+    def processes(self, name: str) -> dict[int, str]:
+        """pid -> command line of every process inside the node's mount namespace but its holder.
+
+        The lab shares this machine's pid namespace, so `ps` inside a node would list every
+        process here; the node's own are those in its mount namespace.
+        """
+        namespace = Path(self.exec(name, ["readlink", "/proc/self/ns/mnt"]).stdout.strip())
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if (entry / "ns" / "mnt").readlink() != namespace:
+                    continue
+                command_line = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                )
+            except (OSError, UnicodeDecodeError):
+                continue  # it exited meanwhile
+            if command_line and not command_line.startswith(nodes_.HOLDER_TAG):
+                found[int(entry.name)] = command_line
+        return found
+
     def join_records(self, name: str) -> list[JoinRecord]:
         """What the fake keadm recorded on the node (empty when it never joined or was reset)."""
         log_text = self.exec(name, f"cat {JOIN_LOG} 2>/dev/null || true").stdout

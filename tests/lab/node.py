@@ -23,7 +23,7 @@ KUBEEDGE_TMPFS_MB = 64
 HOME_TMPFS_MB = 16
 
 _UNAME_WRAPPER = Path(__file__).with_name("uname_wrapper.sh")
-_HOLDER_TAG = "kenornir-lab-holder"
+HOLDER_TAG = "kenornir-lab-holder"
 _SLEEP = Path("/usr/bin/sleep")
 
 # Runs as root in a fresh private mount namespace (unshare) and keeps it alive afterwards as a
@@ -140,7 +140,7 @@ def start_holder(state_dir: Path, node_dir: Path, node: LabNode) -> subprocess.P
         return subprocess.Popen(
             [
                 *("unshare", "--mount", "--propagation", "private", "--"),
-                *("/bin/bash", "-c", _HOLDER_SCRIPT, _HOLDER_TAG),
+                *("/bin/bash", "-c", _HOLDER_SCRIPT, HOLDER_TAG),
                 *(str(state_dir), str(node_dir), node.arch, str(node.tmp_size_mb)),
                 *(str(KUBEEDGE_TMPFS_MB), str(HOME_TMPFS_MB)),
             ],
@@ -200,7 +200,7 @@ def read_banner(address: str, port: int, timeout: float) -> str | None:
 
 def is_holder(pid: int, node_dir: Path) -> bool:
     """pid is this node's holder (and not a process that reused a recorded pid)."""
-    return _process_matches(pid, _SLEEP, f"{_HOLDER_TAG}:{node_dir}")
+    return _process_matches(pid, _SLEEP, f"{HOLDER_TAG}:{node_dir}")
 
 
 def is_sshd(pid: int, node_dir: Path) -> bool:
