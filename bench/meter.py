@@ -1,4 +1,4 @@
-"""Runs one contender as a child subreaper and reports its wall time and its tree's peak memory.
+"""Runs one contender as a child subreaper and reports its wall time, CPU time and peak memory.
 
 `python bench/meter.py RESULT_JSON LOG -- COMMAND...`: the command's output goes to LOG; the
 figures go to RESULT_JSON. As a subreaper this process adopts whatever the contender orphans
@@ -114,12 +114,14 @@ def main(argv: Sequence[str]) -> int:
     sampler.stopped.set()
     sampler.join()
     _stop_leftovers()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # everything reaped below us
     figures = {
         "wall_s": wall_seconds,
         "exit_code": exit_code,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_tree_rss_kib": sampler.peak_kib,
-        # The largest single process among everything reaped: exact, where sampling may miss.
-        "max_process_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        # The largest single process: exact, where the sampled sum may miss a short peak.
+        "max_process_rss_kib": usage.ru_maxrss,
     }
     Path(result_path).write_text(json.dumps(figures) + "\n")
     return 0

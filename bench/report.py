@@ -20,6 +20,7 @@ class Summary:
 
     contender: str
     walls: Sequence[float]
+    cpu_s: float  # the median of its runs
     peak_rss_kib: int  # the highest of its runs
     sent_per_node: float  # the median of its runs
 
@@ -56,6 +57,7 @@ def summarize(measurements: Sequence[Measurement]) -> dict[str, Summary]:
         name: Summary(
             name,
             [run.wall_s for run in runs],
+            statistics.median(run.cpu_s for run in runs),
             max(run.peak_rss_kib for run in runs),
             statistics.median(run.sent_per_node for run in runs),
         )
@@ -95,19 +97,20 @@ def render_table(summaries: Mapping[str, Summary]) -> str:
     """One line per contender; the ratio columns are kenornir's figure divided by this one's."""
     base = summaries.get(KENORNIR)
     header = (
-        f"{'contender':20} {'median s':>9}  {'runs (s)':24} {'peak RSS MiB':>12}"
-        f" {'sent/node MiB':>13}   kenornir/this: {'time':>5} {'RSS':>5} {'sent':>5}"
+        f"{'contender':20} {'median s':>9}  {'runs (s)':20} {'CPU s':>6} {'peak RSS MiB':>12}"
+        f" {'sent/node MiB':>13}   kenornir/this: {'time':>5} {'CPU':>5} {'RSS':>5} {'sent':>5}"
     )
     lines = [header]
     for summary in summaries.values():
         runs = " ".join(f"{wall:.1f}" for wall in summary.walls)
         line = (
-            f"{summary.contender:20} {summary.median_wall:9.2f}  {runs:24}"
+            f"{summary.contender:20} {summary.median_wall:9.2f}  {runs:20} {summary.cpu_s:6.1f}"
             f" {summary.peak_rss_kib / 1024:12.1f} {summary.sent_per_node / MIB:13.2f}"
         )
         if base is not None and summary.contender != KENORNIR_SECOND_RUN:
             line += (
                 f"   {'':14} {base.median_wall / summary.median_wall:5.2f}"
+                f" {base.cpu_s / summary.cpu_s:5.2f}"
                 f" {base.peak_rss_kib / summary.peak_rss_kib:5.2f}"
                 f" {_ratio(base.sent_per_node, summary.sent_per_node)}"
             )

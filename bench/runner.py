@@ -43,6 +43,7 @@ class Measurement:
     contender: str
     round: int
     wall_s: float
+    cpu_s: float  # user + system of the whole process tree on the controller
     peak_rss_kib: int  # the whole process tree's, see bench/meter.py
     sent_bytes: Sequence[int]  # on the wire to each node, in node order
 
@@ -114,6 +115,7 @@ class Runner:
             contender,
             round_number,
             figures["wall_s"],
+            figures["cpu_s"],
             max(figures["peak_tree_rss_kib"], figures["max_process_rss_kib"]),
             [after[node.name] - before[node.name] for node in self.job.nodes],
         )
