@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -353,9 +352,3 @@ def failed_nodes_of(run_dir: Path) -> list[str]:
         elif "node" in event and event.get("status") == "ok":
             ok.add(event["node"])
     return [name for name in selected if name not in ok]
-
-
-def print_summary(
-    outcomes: Sequence[NodeOutcome], run_dir: Path, stream: TextIO = sys.stdout
-) -> None:
-    stream.write(summary_table(outcomes, run_dir) + "\n")
