@@ -5,8 +5,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 N      ?= 5
 ARGS   ?=
+W        ?= 10
+ROUNDS   ?= 3
+SCENARIO ?= loopback
 
-.PHONY: setup deps test lint fmt lab lab-down lab-status demo readme-example clean
+.PHONY: setup deps test lint fmt lab lab-down lab-status demo readme-example bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +55,11 @@ demo: lab
 # Rewrites README.md's captured lab run (a test fails when it no longer matches the code).
 readme-example: setup deps
 	$(PY) -m tests.readme_example --write
+
+# The side-by-side benchmark (bench/README.md): make bench N=30 W=10 [SCENARIO=edge-link]
+bench: setup deps
+	@command -v nft >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+	$(PY) -m bench --nodes $(N) --workers $(W) --rounds $(ROUNDS) --scenario $(SCENARIO) $(ARGS)
 
 clean: lab-down
 	rm -rf $(VENV) .lab build *.egg-info
