@@ -122,3 +122,9 @@ def test_sftp_is_opened_once_and_reused(ssh: KenornirSSH) -> None:
     assert ssh.sftp is ssh.sftp
     ssh.sftp.putfo(io.BytesIO(b"hello"), "/tmp/kenornir-sftp-test")
     assert ssh.run("cat /tmp/kenornir-sftp-test").stdout == "hello"
+
+
+def test_aes_gcm_is_negotiated_with_openssh(ssh: KenornirSSH) -> None:
+    transport = ssh.connection.get_transport()
+    assert transport is not None
+    assert transport.local_cipher == transport.remote_cipher == "aes128-gcm@openssh.com"
