@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import paramiko
 from nornir.core.configuration import Config
@@ -29,6 +29,7 @@ _PGID_MARK = "__kenornir_pgid="
 # Output kept in memory per stream; every line still reaches the line callback.
 OUTPUT_TAIL_BYTES = 256 * 1024
 _POLL_SECONDS = 0.2
+_STDIN_CHUNK_BYTES = 256 * 1024
 _KILL_GRACE_SECONDS = 5
 
 StreamName = Literal["stdout", "stderr"]
@@ -238,11 +239,13 @@ class KenornirSSH:
         timeout: float | None = None,
         on_line: LineCallback | None = None,
         as_root: bool = True,
+        stdin: BinaryIO | None = None,
     ) -> CommandResult:
         """Run command on the node (through sudo on sudo hosts when as_root).
 
         Both streams are read as they arrive, so a chatty stderr never blocks stdout. When the
-        timeout passes or the run is stopped, the remote process group is killed.
+        timeout passes or the run is stopped, the remote process group is killed. stdin, when
+        given, is streamed to the command (and closed) before its output is awaited.
         """
         limit = self.settings.command_timeout if timeout is None else timeout
         use_sudo = self.sudo and as_root
@@ -253,7 +256,6 @@ class KenornirSSH:
         channel.exec_command(wrap_command(command, limit, sudo=use_sudo, ask_password=ask_password))
         if use_sudo and self.sudo_password:
             channel.sendall((self.sudo_password + "\n").encode())
-        channel.shutdown_write()
         stdout = _StreamCollector("stdout", on_line)
         stderr = _StreamCollector("stderr", on_line)
         pgid = _PgidReader(stdout)
@@ -262,6 +264,9 @@ class KenornirSSH:
         deadline = started + limit + 2 * _KILL_GRACE_SECONDS
         timed_out = False
         try:
+            if stdin is not None:
+                self._feed(channel, stdin, pgid, stderr, use_sudo)
+            channel.shutdown_write()
             while True:
                 if self._stop_requested():
                     self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
@@ -289,6 +294,22 @@ class KenornirSSH:
             timed_out=timed_out,
             dropped_bytes=stdout.dropped + stderr.dropped,
         )
+
+    def _feed(
+        self,
+        channel: paramiko.Channel,
+        stdin: BinaryIO,
+        pgid: _PgidReader,
+        stderr: _StreamCollector,
+        use_sudo: bool,
+    ) -> None:
+        """Stream stdin to the command, draining its output as we go so neither side stalls."""
+        while chunk := stdin.read(_STDIN_CHUNK_BYTES):
+            if self._stop_requested():
+                self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
+                raise CommandInterrupted("interrupted; the command was stopped on the node")
+            channel.sendall(chunk)
+            _drain(channel, pgid, stderr)
 
     def _stop_requested(self) -> bool:
         return self.stop_event is not None and self.stop_event.is_set()
