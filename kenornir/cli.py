@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from collections import Counter
@@ -187,7 +188,9 @@ def gen_config(args: argparse.Namespace) -> int:
         sys.stdout.write(SAMPLE_CONFIG)
         return EXIT_OK
     try:
-        with Path(args.output).open("x", encoding="utf-8") as output:
+        # 0600 from the start: the file is about to hold passwords and tokens.
+        descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as output:
             output.write(SAMPLE_CONFIG)
     except FileExistsError:
         print(f"kenornir: error: {args.output} exists (remove it, or pick a name)", file=sys.stderr)

@@ -96,6 +96,7 @@ class TestGenConfig:
     ) -> None:
         monkeypatch.chdir(tmp_path)
         run_cli(capsys, "gen-config", "-o", "c.yaml")
+        assert Path("c.yaml").stat().st_mode & 0o777 == 0o600  # it will hold secrets
         code, out, err = run_cli(capsys, "validate", "c.yaml")
         assert (code, out) == (2, "")
         errors = err.splitlines()

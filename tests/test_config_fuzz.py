@@ -190,6 +190,7 @@ def check_loads_or_config_error(path: Path) -> None:
 
 
 def check_cli_validate(path: Path) -> None:
+    path.chmod(0o600)  # stderr must be empty on success: no warning about an open file mode
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["validate", str(path)])
