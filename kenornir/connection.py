@@ -251,11 +251,10 @@ class KenornirSSH:
         use_sudo = self.sudo and as_root
         if self._stop_requested():
             raise CommandInterrupted("interrupted before the command started")
-        channel = self._open_channel()
         ask_password = bool(self.sudo_password)
-        channel.exec_command(wrap_command(command, limit, sudo=use_sudo, ask_password=ask_password))
-        if use_sudo and self.sudo_password:
-            channel.sendall((self.sudo_password + "\n").encode())
+        channel = self._exec(
+            wrap_command(command, limit, sudo=use_sudo, ask_password=ask_password), use_sudo
+        )
         stdout = _StreamCollector("stdout", on_line)
         stderr = _StreamCollector("stderr", on_line)
         pgid = _PgidReader(stdout)
@@ -268,10 +267,7 @@ class KenornirSSH:
                 self._feed(channel, stdin, pgid, stderr, use_sudo)
             channel.shutdown_write()
             while True:
-                if self._stop_requested():
-                    self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
-                    # The command line may hold secrets; the caller names what it was.
-                    raise CommandInterrupted("interrupted; the command was stopped on the node")
+                self._stop_if_requested(channel, pgid, stderr, use_sudo)
                 if time.monotonic() > deadline:
                     timed_out = True
                     self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
@@ -305,14 +301,33 @@ class KenornirSSH:
     ) -> None:
         """Stream stdin to the command, draining its output as we go so neither side stalls."""
         while chunk := stdin.read(_STDIN_CHUNK_BYTES):
-            if self._stop_requested():
-                self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
-                raise CommandInterrupted("interrupted; the command was stopped on the node")
+            self._stop_if_requested(channel, pgid, stderr, use_sudo)
             channel.sendall(chunk)
             _drain(channel, pgid, stderr)
 
     def _stop_requested(self) -> bool:
         return self.stop_event is not None and self.stop_event.is_set()
+
+    def _stop_if_requested(
+        self,
+        channel: paramiko.Channel,
+        pgid: _PgidReader,
+        stderr: _StreamCollector,
+        use_sudo: bool,
+    ) -> None:
+        """When the run is being stopped: kill the command on the node, CommandInterrupted."""
+        if self._stop_requested():
+            self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
+            # The command line may hold secrets; the caller names what it was.
+            raise CommandInterrupted("interrupted; the command was stopped on the node")
+
+    def _exec(self, command: str, use_sudo: bool) -> paramiko.Channel:
+        """Start command on a new channel, answering sudo's password prompt when there is one."""
+        channel = self._open_channel()
+        channel.exec_command(command)
+        if use_sudo and self.sudo_password:
+            channel.sendall((self.sudo_password + "\n").encode())
+        return channel
 
     def _open_channel(self) -> paramiko.Channel:
         transport = self.connection.get_transport()
@@ -330,10 +345,7 @@ class KenornirSSH:
         if use_sudo:
             kill = sudo_prefix(bool(self.sudo_password)) + shlex.quote(kill)
         try:
-            channel = self._open_channel()
-            channel.exec_command(kill)
-            if use_sudo and self.sudo_password:
-                channel.sendall((self.sudo_password + "\n").encode())
+            channel = self._exec(kill, use_sudo)
             channel.shutdown_write()
             channel.settimeout(_KILL_GRACE_SECONDS + 5)
             channel.recv_exit_status()
