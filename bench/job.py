@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.lab.inventory import batch_config, node_entry
 from tests.lab.node import LabNode
-from tests.lab.packages import DEFAULT_VERSION
 
 STAGING = "/tmp/kubeedge/keadm"
 TOKEN = "5f0c1b2a3d4e5f60718293a4b5c6d7e8.eyJhbGciOiJSUzI1NiJ9.bench"
@@ -107,33 +107,24 @@ def _unpacked_keadm(tarball: Path, directory: Path) -> Path:
 
 
 def _write_kenornir_config(job: Job, offline_dir: Path, arches: Sequence[str]) -> None:
-    config = {
-        "keadm": {
-            "download": {"enable": False},
-            "keadmVersion": DEFAULT_VERSION,
-            "archGroup": list(arches),
-            "offlinePackageDir": str(offline_dir),
-            "cmdTplArgs": {"token": TOKEN},
-        },
-        "nodes": [
-            {
-                "nodeName": node.name,
-                "keadmCmd": join_arguments(node.name, "{{.token}}"),
-                "copyFrom": str(job.copy_from),
-                "ssh": {
-                    "ip": node.address,
-                    "username": "root",
-                    "port": node.port,
-                    "auth": {
-                        "type": "privateKey",
-                        "privateKeyAuth": {"privateKeyPath": str(job.key_path)},
-                    },
-                },
-            }
-            for node in job.nodes
-        ],
-        "maxRunNum": job.workers,
-    }
+    nodes = [
+        node_entry(
+            node.name,
+            node.address,
+            node.port,
+            cmd=join_arguments(node.name, "{{.token}}"),
+            key_path=job.key_path,
+            copy_from=job.copy_from,
+        )
+        for node in job.nodes
+    ]
+    config = batch_config(
+        nodes,
+        offline_dir,
+        cmd_tpl_args={"token": TOKEN},
+        arch_group=arches,
+        max_run_num=job.workers,
+    )
     job.kenornir_config.write_text(yaml.safe_dump(config, sort_keys=False))
 
 

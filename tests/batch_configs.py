@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 from tests.lab import Lab
+from tests.lab.inventory import batch_config
+from tests.lab.inventory import node_entry as lab_node_entry
 
 # The upstream docs' join command (KubeEdge batch-node docs), with the token from cmdTplArgs.
 UPSTREAM_JOIN_CMD = (
@@ -50,22 +52,16 @@ def node_entry(
 ) -> dict[str, Any]:
     """One `nodes[]` entry for a lab node (or any loopback address) in upstream's shape."""
     node = lab.node(name) if address is None else None
-    auth_block: dict[str, Any] = {"type": auth}
-    if auth == "password":
-        auth_block["passwordAuth"] = {"password": lab.password}
-    else:
-        auth_block["privateKeyAuth"] = {"privateKeyPath": str(lab.key_path)}
-    ssh: dict[str, Any] = {
-        "ip": node.address if node else address,
-        "username": user,
-        "port": node.port if node else 22,
-        "auth": auth_block,
-    }
-    if user != "root":
-        ssh["sudo"] = True
-    entry: dict[str, Any] = {"nodeName": name, "keadmCmd": cmd, "ssh": ssh}
-    if copy_from is not None:
-        entry["copyFrom"] = str(copy_from)
+    entry = lab_node_entry(
+        name,
+        node.address if node else str(address),
+        node.port if node else 22,
+        cmd=cmd,
+        key_path=lab.key_path if auth == "privateKey" else None,
+        password=lab.password,
+        user=user,
+        copy_from=copy_from,
+    )
     entry.update(extra or {})
     return entry
 
@@ -79,17 +75,13 @@ def write_config(
     max_run_num: int = 5,
     token: str = LAB_TOKEN,
 ) -> Path:
-    config = {
-        "keadm": {
-            "download": {"enable": False},
-            "keadmVersion": "v1.22.0",
-            "archGroup": list(arch_group),
-            "offlinePackageDir": str(offline_dir),
-            "cmdTplArgs": {"cmd": "join", "token": token},
-        },
-        "nodes": list(nodes),
-        "maxRunNum": max_run_num,
-    }
+    config = batch_config(
+        nodes,
+        offline_dir,
+        cmd_tpl_args={"cmd": "join", "token": token},
+        arch_group=arch_group,
+        max_run_num=max_run_num,
+    )
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)  # it holds the token (and passwords): kenornir warns about open modes
     return path

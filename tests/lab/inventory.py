@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -31,38 +32,75 @@ def write_lab_inventory(
     """
     copy_from_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(PREFLIGHT_SCRIPT, copy_from_dir / PREFLIGHT_SCRIPT.name)
-    config = {
-        "keadm": {
-            "download": {"enable": False},
-            "keadmVersion": DEFAULT_VERSION,
-            "archGroup": list(DEFAULT_ARCHES),
-            "offlinePackageDir": str(offline_package_dir.absolute()),
-            "cmdTplArgs": {"cmd": "join", "token": f"{secrets.token_hex(32)}.lab"},
-        },
-        "nodes": [_node_entry(node, key_path, copy_from_dir) for node in nodes],
-        "maxRunNum": MAX_RUN_NUM,
-    }
+    entries = [
+        node_entry(
+            node.name,
+            node.address,
+            node.port,
+            cmd=(
+                f"{{{{.cmd}}}} --cloudcore-ipport={CLOUDCORE} --edgenode-name={node.name}"
+                f" --token={{{{.token}}}} --pre-run=./{PREFLIGHT_SCRIPT.name}"
+            ),
+            key_path=key_path.absolute(),
+            copy_from=copy_from_dir.absolute(),
+        )
+        for node in nodes
+    ]
+    config = batch_config(
+        entries,
+        offline_package_dir.absolute(),
+        cmd_tpl_args={"cmd": "join", "token": f"{secrets.token_hex(32)}.lab"},
+        max_run_num=MAX_RUN_NUM,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# kenornir lab nodes, written by `python -m tests.lab up`; rewritten on every up.\n"
     path.write_text(header + yaml.safe_dump(config, sort_keys=False, width=120))
     return path
 
 
-def _node_entry(node: LabNode, key_path: Path, copy_from_dir: Path) -> dict[str, object]:
+def node_entry(
+    name: str,
+    address: str,
+    port: int,
+    *,
+    cmd: str,
+    key_path: Path | None = None,
+    password: str | None = None,
+    user: str = "root",
+    copy_from: Path | None = None,
+) -> dict[str, Any]:
+    """One `nodes[]` entry in upstream's shape: key login when key_path, else password login;
+    a user other than root gets kenornir's `ssh.sudo`."""
+    if key_path is not None:
+        auth = {"type": "privateKey", "privateKeyAuth": {"privateKeyPath": str(key_path)}}
+    else:
+        auth = {"type": "password", "passwordAuth": {"password": password}}
+    ssh: dict[str, Any] = {"ip": address, "username": user, "port": port, "auth": auth}
+    if user != "root":
+        ssh["sudo"] = True
+    entry: dict[str, Any] = {"nodeName": name, "keadmCmd": cmd, "ssh": ssh}
+    if copy_from is not None:
+        entry["copyFrom"] = str(copy_from)
+    return entry
+
+
+def batch_config(
+    nodes: Sequence[Mapping[str, Any]],
+    offline_dir: Path,
+    *,
+    cmd_tpl_args: Mapping[str, str],
+    arch_group: Sequence[str] = DEFAULT_ARCHES,
+    max_run_num: int = MAX_RUN_NUM,
+) -> dict[str, Any]:
+    """An upstream-format batch config over nodes, with offline lab packages."""
     return {
-        "nodeName": node.name,
-        "keadmCmd": (
-            f"{{{{.cmd}}}} --cloudcore-ipport={CLOUDCORE} --edgenode-name={node.name}"
-            f" --token={{{{.token}}}} --pre-run=./{PREFLIGHT_SCRIPT.name}"
-        ),
-        "copyFrom": str(copy_from_dir.absolute()),
-        "ssh": {
-            "ip": node.address,
-            "username": "root",
-            "port": node.port,
-            "auth": {
-                "type": "privateKey",
-                "privateKeyAuth": {"privateKeyPath": str(key_path.absolute())},
-            },
+        "keadm": {
+            "download": {"enable": False},
+            "keadmVersion": DEFAULT_VERSION,
+            "archGroup": list(arch_group),
+            "offlinePackageDir": str(offline_dir),
+            "cmdTplArgs": dict(cmd_tpl_args),
         },
+        "nodes": list(nodes),
+        "maxRunNum": max_run_num,
     }
