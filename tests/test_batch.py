@@ -149,6 +149,35 @@ def test_second_run_uploads_nothing_and_still_runs_keadm(
     assert "unchanged: /tmp/kubeedge/keadm/keadm" in log
 
 
+def test_nodes_with_zstd_get_keadm_as_a_zstd_frame(first_run: BatchRun) -> None:
+    log = (first_run.run_dir / "node-001.log").read_text()
+    assert "packed: keadm.zst unpacked on the node" in log
+
+
+def test_a_node_without_zstd_unpacks_the_release_tarball(
+    lab: Lab, lab_packages: dict[str, Path], tmp_path: Path
+) -> None:
+    node = lab.nodes[-1]
+    # `false` over zstd: the node has a zstd that does not work.
+    hidden = lab.exec(node.name, 'mount --bind /bin/false "$(command -v zstd)"')
+    assert hidden.returncode == 0, f"the lab host needs zstd (make deps): {hidden.stderr}"
+    try:
+        lab.exec(node.name, "rm -rf /tmp/kubeedge")
+        config = write_config(
+            tmp_path / "no-zstd.yaml",
+            [node_entry(lab, node.name, cmd="{{.cmd}} --token={{.token}}")],
+            offline_dir_of(lab_packages),
+        )
+        result = run(config, tmp_path, "no-zstd")
+    finally:
+        lab.exec(node.name, 'umount "$(command -v zstd)"')
+    assert result.exit_code == 0, summary_table(result.outcomes, result.run_dir)
+    log = (result.run_dir / f"{node.name}.log").read_text()
+    assert f"packed: {lab_packages[node.goarch].name} unpacked on the node" in log
+    staged = lab.exec(node.name, f"sha256sum {STAGING}/keadm").stdout.split()
+    assert staged[0] == keadm_member_digests(lab_packages)[node.goarch][0]
+
+
 @pytest.fixture(scope="module")
 def failing_run(lab: Lab, lab_packages: dict[str, Path], workdir: Path) -> tuple[Path, BatchRun]:
     """The 8 lab nodes without arm (one with an invalid token), an arm node whose arch is not

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from kenornir.packages import (
     KeadmPackage,
@@ -196,6 +197,45 @@ class TestUnpackedBinaryCache:
 
         assert second.binary_sha256 == keadm_member_digest(tarball)[0]
         assert second.binary_sha256 != first.binary_sha256
+
+
+def unzstd(frame: Path) -> bytes:
+    return zstandard.ZstdDecompressor().decompress(frame.read_bytes())
+
+
+class TestZstdFrame:
+    def test_frame_holds_the_binary_with_its_checksum(
+        self, offline_dir: Path, cache_dir: Path
+    ) -> None:
+        build_packages(offline_dir, VERSION, ["arm64"], BINARY_SIZE)
+        package = prepare_offline(offline_dir, cache_dir, ["arm64"])["arm64"]
+
+        assert unzstd(package.binary_zstd) == package.binary.read_bytes()
+        header = zstandard.get_frame_parameters(package.binary_zstd.read_bytes())
+        assert header.has_checksum
+        assert header.content_size == BINARY_SIZE
+
+    def test_damaged_frame_is_made_again(self, offline_dir: Path, cache_dir: Path) -> None:
+        build_packages(offline_dir, VERSION, ["amd64"], BINARY_SIZE)
+        package = prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"]
+        package.binary_zstd.write_bytes(b"not a frame")
+
+        again = prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"]
+
+        assert unzstd(again.binary_zstd) == again.binary.read_bytes()
+
+    def test_cache_from_before_the_frame_gets_one(self, offline_dir: Path, cache_dir: Path) -> None:
+        build_packages(offline_dir, VERSION, ["amd64"], BINARY_SIZE)
+        package = prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"]
+        record = package.binary.with_name("keadm.unpacked.json")
+        record.write_text(record.read_text().replace('"zstd_sha256"', '"unknown_field"'))
+        package.binary_zstd.unlink()
+        inode = package.binary.stat().st_ino
+
+        again = prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"]
+
+        assert again.binary.stat().st_ino == inode  # the binary itself was not unpacked again
+        assert unzstd(again.binary_zstd) == again.binary.read_bytes()
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class PreparedBinary(Protocol):
     @property
     def binary_member(self) -> str: ...
 
+    @property
+    def binary_zstd(self) -> Path: ...
+
 
 def _failure(exc: BaseException) -> tuple[Status, str, int | None]:
     """Status, one-line reason and exit code for whatever a stage raised."""
@@ -118,7 +121,7 @@ def _files_for(
     files = dir_files(Path(data["copy_from"])) if data["copy_from"] else []
     if data["keadm_bin_dir"] is None:
         package = packages[arch]
-        packed = PackedFile(package.tarball, package.binary_member)
+        packed = PackedFile(package.tarball, package.binary_member, package.binary_zstd)
         remote = f"{STAGING_DIR}/keadm"
         files.append(
             FileToSend(package.binary, remote, sha256=package.binary_sha256, packed=packed)

@@ -31,13 +31,20 @@ _STAT_FORMAT = "%i %s %.9Y %.9Z %a"
 
 @dataclass(frozen=True)
 class PackedFile:
-    """A verified tar.gz holding the file: sent instead of it and unpacked on the node.
+    """Compressed forms of the file, sent instead of it and unpacked on the node as they arrive.
 
-    keadm compresses about 3.3:1, so this sends a third of the bytes.
+    keadm compresses about 3.3:1, so either sends a third of the bytes or less. A node with
+    zstd gets the zstd frame, which it unpacks about 5x faster than gzip; any other node gets
+    the verified release tar.gz.
     """
 
     tarball: Path
     member: str  # the file's member name exactly as stored in the tarball
+    zstd_frame: Path | None = None
+
+    def sent_for(self, node_has_zstd: bool) -> Path:
+        """Which form goes to a node."""
+        return self.zstd_frame if node_has_zstd and self.zstd_frame else self.tarball
 
 
 @dataclass(frozen=True)
@@ -116,19 +123,29 @@ def _refuse_unsafe(inspected: Sequence[str]) -> None:
             raise StageFailed(f"{name} is writable by group or others; remove it")
 
 
-def _unchanged(ssh: KenornirSSH, files: Sequence[FileToSend], wanted: Sequence[str]) -> list[bool]:
-    """Which files the node already has, in one round trip and without hashing them there.
+@dataclass(frozen=True)
+class _RemoteState:
+    unchanged: list[bool]  # per file: the node already has it, same content and mode
+    has_zstd: bool
 
-    After each upload the node keeps a note of the file's sha256 and its stat (inode, size,
-    mtime, ctime, mode). A file whose stat still matches its note holds that content: changing
-    it in any way changes its ctime. keadm itself is hashed again right before it runs.
+
+def _remote_state(
+    ssh: KenornirSSH, files: Sequence[FileToSend], wanted: Sequence[str]
+) -> _RemoteState:
+    """Which files the node already has, and whether it has zstd, in one round trip.
+
+    Files are not hashed there: after each upload the node keeps a note of the file's sha256
+    and its stat (inode, size, mtime, ctime, mode). A file whose stat still matches its note
+    holds that content: changing it in any way changes its ctime. keadm itself is hashed again
+    right before it runs.
     """
-    script = "".join(
+    # zstd must run, not just be on the PATH: a broken one falls back to the tarball.
+    script = "zstd -V >/dev/null 2>&1 && echo zstd || echo none; " + "".join(
         f"printf '%s|%s\\n' \"$(cat -- {shlex.quote(f.record)} 2>/dev/null)\" "
         f"\"$(stat -c '{_STAT_FORMAT}' -- {shlex.quote(f.remote)} 2>/dev/null)\"; "
         for f in files
     )
-    lines = ssh.run(script, as_root=False).stdout.splitlines()
+    decoder, *lines = ssh.run(script, as_root=False).stdout.splitlines()
     states = []
     for item, digest, line in zip(files, wanted, lines, strict=True):
         recorded, _, current = line.partition("|")
@@ -137,7 +154,7 @@ def _unchanged(ssh: KenornirSSH, files: Sequence[FileToSend], wanted: Sequence[s
             and recorded == f"{digest} {current}"
             and current.endswith(f" {item.mode:o}")
         )
-    return states
+    return _RemoteState(states, decoder == "zstd")
 
 
 def _interruptible(ssh: KenornirSSH, name: str) -> Callable[[int, int], None]:
@@ -165,10 +182,10 @@ def _space_note(ssh: KenornirSSH, item: FileToSend) -> str:
     return f" ({free_kib} KiB free on {mount})"
 
 
-def _send(ssh: KenornirSSH, item: FileToSend) -> None:
+def _send(ssh: KenornirSSH, item: FileToSend, node_has_zstd: bool) -> None:
     """Upload the file to its part name; _finish puts it in place.
 
-    A packed file streams its tarball into `tar` on the node, which unpacks while the bytes
+    A packed file is streamed into `zstd` or `tar` on the node, which unpacks while the bytes
     arrive: a third of the bytes on the wire, and the unpacking overlaps the transfer.
     """
     try:
@@ -178,7 +195,7 @@ def _send(ssh: KenornirSSH, item: FileToSend) -> None:
                     data, item.part, callback=_interruptible(ssh, item.remote), confirm=True
                 )
         else:
-            _stream_unpacked(ssh, item, item.packed)
+            _stream_unpacked(ssh, item, item.packed, node_has_zstd)
     except BaseException as exc:
         if not ssh.is_active:
             # The part file stays behind; the next run's upload overwrites it.
@@ -198,10 +215,16 @@ def _send(ssh: KenornirSSH, item: FileToSend) -> None:
         raise
 
 
-def _stream_unpacked(ssh: KenornirSSH, item: FileToSend, packed: PackedFile) -> None:
-    member, part = shlex.quote(packed.member), shlex.quote(item.part)
-    with packed.tarball.open("rb") as tarball:
-        output = ssh.run(f"tar -xzOf - -- {member} > {part}", as_root=False, stdin=tarball)
+def _stream_unpacked(
+    ssh: KenornirSSH, item: FileToSend, packed: PackedFile, node_has_zstd: bool
+) -> None:
+    sent, part = packed.sent_for(node_has_zstd), shlex.quote(item.part)
+    if sent == packed.zstd_frame:
+        unpack = f"zstd -dcq > {part}"
+    else:
+        unpack = f"tar -xzOf - -- {shlex.quote(packed.member)} > {part}"
+    with sent.open("rb") as data:
+        output = ssh.run(unpack, as_root=False, stdin=data)
     if output.exit_status != 0:
         # The first complaint names the cause; later ones (tar's "Exiting with failure") don't.
         detail = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
@@ -239,16 +262,15 @@ def upload_files(task: Task, files: Sequence[FileToSend]) -> Result:
     log = node_logger(task.host.name)
     digests = [item.sha256 or local_sha256(item.local) for item in files]
     to_send = []
-    for item, digest, unchanged in zip(
-        files, digests, _unchanged(ssh, files, digests), strict=True
-    ):
+    remote = _remote_state(ssh, files, digests)
+    for item, digest, unchanged in zip(files, digests, remote.unchanged, strict=True):
         if unchanged:
             log.info("unchanged: %s", item.remote)
             continue
-        _send(ssh, item)
-        sent_bytes = (item.packed.tarball if item.packed else item.local).stat().st_size
-        how = ", packed: unpacked on the node" if item.packed else ""
-        log.info("uploaded: %s (%d bytes sent%s)", item.remote, sent_bytes, how)
+        _send(ssh, item, remote.has_zstd)
+        sent = item.packed.sent_for(remote.has_zstd) if item.packed else item.local
+        how = f", packed: {sent.name} unpacked on the node" if item.packed else ""
+        log.info("uploaded: %s (%d bytes sent%s)", item.remote, sent.stat().st_size, how)
         to_send.append((item, digest))
     if to_send:
         _finish(ssh, [item for item, _ in to_send], [digest for _, digest in to_send])
