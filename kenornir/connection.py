@@ -1,4 +1,4 @@
-"""The `kenornir_ssh` Nornir connection plugin: paramiko logins, exec with timeouts, SFTP."""
+"""The `kenornir_ssh` Nornir connection plugin: paramiko logins, exec with timeouts and stdin."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal, Protocol
 
 import paramiko
 from nornir.core.configuration import Config
@@ -134,12 +134,17 @@ def gcm_first_transport(sock: Any, /, **options: Any) -> paramiko.Transport:
     return transport
 
 
+class ByteSource(Protocol):
+    """What run() streams to a command's stdin: a binary file, or anything read like one."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 class KenornirSSH:
     """Nornir ConnectionPlugin over paramiko: one SSH transport per host, reused by all stages."""
 
     def __init__(self) -> None:
         self._client: paramiko.SSHClient | None = None
-        self._sftp: paramiko.SFTPClient | None = None
         self.settings = SSHSettings()
         self.sudo = False
         self.sudo_password: str | None = None
@@ -212,9 +217,6 @@ class KenornirSSH:
         self._client = client
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -225,13 +227,6 @@ class KenornirSSH:
         transport = self._client.get_transport() if self._client is not None else None
         return transport is not None and transport.is_active()
 
-    @property
-    def sftp(self) -> paramiko.SFTPClient:
-        """One SFTP session per connection, opened on first use."""
-        if self._sftp is None:
-            self._sftp = self.connection.open_sftp()
-        return self._sftp
-
     def run(
         self,
         command: str,
@@ -239,7 +234,7 @@ class KenornirSSH:
         timeout: float | None = None,
         on_line: LineCallback | None = None,
         as_root: bool = True,
-        stdin: BinaryIO | None = None,
+        stdin: ByteSource | None = None,
     ) -> CommandResult:
         """Run command on the node (through sudo on sudo hosts when as_root).
 
@@ -252,13 +247,15 @@ class KenornirSSH:
         if self._stop_requested():
             raise CommandInterrupted("interrupted before the command started")
         ask_password = bool(self.sudo_password)
+        # Before the exec request: the node's `timeout` starts after it, so a command it killed
+        # always shows at least `limit` seconds here (see timed_out below).
+        started = time.monotonic()
         channel = self._exec(
             wrap_command(command, limit, sudo=use_sudo, ask_password=ask_password), use_sudo
         )
         stdout = _StreamCollector("stdout", on_line)
         stderr = _StreamCollector("stderr", on_line)
         pgid = _PgidReader(stdout)
-        started = time.monotonic()
         # The node's own `timeout` fires first; the controller's deadline is the fallback.
         deadline = started + limit + 2 * _KILL_GRACE_SECONDS
         timed_out = False
@@ -294,15 +291,24 @@ class KenornirSSH:
     def _feed(
         self,
         channel: paramiko.Channel,
-        stdin: BinaryIO,
+        stdin: ByteSource,
         pgid: _PgidReader,
         stderr: _StreamCollector,
         use_sudo: bool,
     ) -> None:
-        """Stream stdin to the command, draining its output as we go so neither side stalls."""
+        """Stream stdin to the command, draining its output as we go so neither side stalls.
+
+        A command that exits before reading it all (a full disk) ends the feeding: its exit
+        status and stderr tell why, where the closed channel would only say it is closed.
+        """
         while chunk := stdin.read(_STDIN_CHUNK_BYTES):
             self._stop_if_requested(channel, pgid, stderr, use_sudo)
-            channel.sendall(chunk)
+            try:
+                channel.sendall(chunk)
+            except OSError:
+                if self.is_active and channel.status_event.is_set():
+                    return
+                raise
             _drain(channel, pgid, stderr)
 
     def _stop_requested(self) -> bool:

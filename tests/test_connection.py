@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import signal
@@ -118,10 +119,17 @@ def test_stop_event_kills_the_remote_command(ssh: KenornirSSH, lab: Lab) -> None
     assert not any(c.startswith("sleep 302") for c in lab.processes(lab.nodes[0].name).values())
 
 
-def test_sftp_is_opened_once_and_reused(ssh: KenornirSSH) -> None:
-    assert ssh.sftp is ssh.sftp
-    ssh.sftp.putfo(io.BytesIO(b"hello"), "/tmp/kenornir-sftp-test")
-    assert ssh.run("cat /tmp/kenornir-sftp-test").stdout == "hello"
+def test_stdin_is_streamed_to_the_command(ssh: KenornirSSH) -> None:
+    data = os.urandom(3 * 2**20)
+    output = ssh.run("sha256sum", stdin=io.BytesIO(data))
+    assert output.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_command_that_stops_reading_stdin_reports_its_own_failure(ssh: KenornirSSH) -> None:
+    output = ssh.run(
+        "head -c 10 >/dev/null; echo 'disk full' >&2; exit 3", stdin=io.BytesIO(bytes(64 * 2**20))
+    )
+    assert (output.exit_status, output.stderr.strip()) == (3, "disk full")
 
 
 def test_aes_gcm_is_negotiated_with_openssh(ssh: KenornirSSH) -> None:

@@ -12,6 +12,7 @@ from nornir.core.task import Result, Task
 from kenornir.connection import CommandInterrupted, CommandResult, StreamName, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
+from kenornir.tasks.transfer import KEADM_MODE, same_file_test
 from kenornir.template import remote_command_line
 
 # Exit status of the guard that refuses a keadm binary altered after it was uploaded.
@@ -25,16 +26,19 @@ def keadm_command_line(keadm_cmd: str, workdir: str, binary_sha256: str | None =
     """The remote line (template.remote_command_line), guarded by the binary's sha256 if given.
 
     The guard runs in the same shell right before keadm, so nothing can swap the binary between
-    the check and the run.
+    the check and the run. A keadm kenornir uploaded is vouched for by the note it left beside
+    it (transfer.same_file_test: no need to read 80 MB again); any other is hashed.
     """
     line = remote_command_line(keadm_cmd, workdir)
     if binary_sha256 is None:
         return line
-    binary = shlex.quote(posixpath.join(workdir, "keadm"))
+    binary = posixpath.join(workdir, "keadm")
+    quoted = shlex.quote(binary)
     # openssl hashes about 3x faster than coreutils (SHA extensions); sha256sum where it is absent.
-    digest = f"{{ openssl dgst -sha256 -r {binary} 2>/dev/null || sha256sum {binary}; }}"
+    digest = f"{{ openssl dgst -sha256 -r {quoted} 2>/dev/null || sha256sum {quoted}; }}"
+    hashed = f'[ "$({digest} | cut -d" " -f1)" = {binary_sha256} ]'
     guard = (
-        f'[ "$({digest} | cut -d" " -f1)" = {binary_sha256} ] || '
+        f"{{ {same_file_test(binary, binary_sha256, KEADM_MODE)} || {hashed}; }} || "
         f"{{ echo 'kenornir: keadm on the node is not the uploaded binary' >&2; "
         f"exit {BINARY_CHANGED_EXIT}; }}"
     )
@@ -141,7 +145,9 @@ def run_keadm(
     command = keadm_command_line(keadm_cmd or data["keadm_cmd"], workdir, binary_sha256)
     log = node_logger(task.host.name)
     if binary_sha256 is not None:
-        log.info("checking on the node first: keadm sha256 %s", binary_sha256)
+        log.info(
+            "checking on the node first: keadm is the uploaded binary, sha256 %s", binary_sha256
+        )
     shown = keadm_cmd or data["keadm_cmd_masked"]
     log.info("running: %s", remote_command_line(shown, workdir))
     try:

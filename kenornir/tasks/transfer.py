@@ -8,25 +8,26 @@ import functools
 import posixpath
 import shlex
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import paramiko
 from nornir.core.task import Result, Task
 
 from kenornir.checksum import file_digest
 from kenornir.config import STAGING_DIR
-from kenornir.connection import CommandInterrupted, KenornirSSH, node_ssh
+from kenornir.connection import KenornirSSH, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
 
 _PART_SUFFIX = ".kenornir-part"
-
+KEADM_MODE = 0o755  # and of every copyFrom file, as upstream uploads them
 
 # What identifies a file's inode and content version: any write, chmod or replacement changes
 # the ctime, which no user can set back.
-_STAT_FORMAT = "%i %s %.9Y %.9Z %a"
+_IDENTITY_FORMAT = "%i %s %.9Y %.9Z"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class PackedFile:
 
     keadm compresses about 3.3:1, so either sends a third of the bytes or less. A node with
     zstd gets the zstd frame, which it unpacks about 5x faster than gzip; any other node gets
-    the verified release tar.gz.
+    the verified release tar.gz. Both carry a checksum of what they unpack to (zstd's content
+    checksum, gzip's CRC), so a stream damaged on the way fails on the node.
     """
 
     tarball: Path
@@ -46,12 +48,18 @@ class PackedFile:
         """Which form goes to a node."""
         return self.zstd_frame if node_has_zstd and self.zstd_frame else self.tarball
 
+    def unpacker(self, sent: Path) -> str:
+        """The node's filter from the sent form to the file."""
+        if sent == self.zstd_frame:
+            return "zstd -dcq"
+        return f"tar -xzOf - -- {shlex.quote(self.member)}"
+
 
 @dataclass(frozen=True)
 class FileToSend:
     local: Path
     remote: str
-    mode: int = 0o755
+    mode: int = KEADM_MODE
     sha256: str | None = None  # known digest (a verified package) saves hashing it again
     packed: PackedFile | None = None
 
@@ -60,12 +68,22 @@ class FileToSend:
         """Where the upload lands first: the final path is never partial."""
         return self.remote + _PART_SUFFIX
 
-    @property
-    def record(self) -> str:
-        """The node-side note `<sha256> <stat>` written after the upload (see _remote_state)."""
-        return posixpath.join(
-            posixpath.dirname(self.remote), f".{posixpath.basename(self.remote)}.kenornir"
-        )
+
+def note_path(remote: str) -> str:
+    """Where kenornir notes what it wrote to `remote`: `<sha256> <identity> <mode>`."""
+    return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.kenornir")
+
+
+def same_file_test(remote: str, sha256: str, mode: int) -> str:
+    """A shell test that holds while `remote` is the very file kenornir wrote, with that sha256
+    and mode: the note kenornir left beside it names them and the file's identity then.
+
+    Nothing is hashed: writing to the file, chmod or replacing it changes its identity (the
+    ctime at least, which no user can set back).
+    """
+    path, note = shlex.quote(remote), shlex.quote(note_path(remote))
+    identity = f"$(stat -c '{_IDENTITY_FORMAT}' -- {path} 2>/dev/null)"
+    return f'[ "$(cat -- {note} 2>/dev/null)" = "{sha256} {identity} {mode:o}" ]'
 
 
 @functools.cache
@@ -132,42 +150,84 @@ class _RemoteState:
 def _remote_state(
     ssh: KenornirSSH, files: Sequence[FileToSend], wanted: Sequence[str]
 ) -> _RemoteState:
-    """Which files the node already has, and whether it has zstd, in one round trip.
-
-    Files are not hashed there: after each upload the node keeps a note of the file's sha256
-    and its stat (inode, size, mtime, ctime, mode). A file whose stat still matches its note
-    holds that content: changing it in any way changes its ctime. keadm itself is hashed again
-    right before it runs.
-    """
-    # zstd must run, not just be on the PATH: a broken one falls back to the tarball.
-    script = "zstd -V >/dev/null 2>&1 && echo zstd || echo none; " + "".join(
-        f"printf '%s|%s\\n' \"$(cat -- {shlex.quote(f.record)} 2>/dev/null)\" "
-        f"\"$(stat -c '{_STAT_FORMAT}' -- {shlex.quote(f.remote)} 2>/dev/null)\"; "
-        for f in files
+    """Which files the node already has (see same_file_test), and whether it has a working
+    zstd, in one round trip."""
+    script = "; ".join(
+        [
+            "zstd -V >/dev/null 2>&1 && echo zstd || echo none",
+            *(
+                f"{same_file_test(item.remote, digest, item.mode)} && echo same || echo new"
+                for item, digest in zip(files, wanted, strict=True)
+            ),
+        ]
     )
-    decoder, *lines = ssh.run(script, as_root=False).stdout.splitlines()
-    states = []
-    for item, digest, line in zip(files, wanted, lines, strict=True):
-        recorded, _, current = line.partition("|")
-        states.append(
-            bool(current)
-            and recorded == f"{digest} {current}"
-            and current.endswith(f" {item.mode:o}")
+    decoder, *states = ssh.run(script, as_root=False).stdout.splitlines()
+    return _RemoteState([state == "same" for state in states], decoder == "zstd")
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """One file on its way: what is read locally and how many bytes of it go."""
+
+    item: FileToSend
+    sha256: str
+    source: Path  # the file itself, or the packed form chosen for this node
+    size: int
+
+
+class _Concatenation:
+    """Reads the outgoing files one after the other, each exactly its announced size."""
+
+    def __init__(self, outgoing: Sequence[_Outgoing], opened: Sequence[BinaryIO]) -> None:
+        self._pending = list(zip(outgoing, opened, strict=True))
+        self._left = outgoing[0].size if outgoing else 0
+
+    def read(self, size: int, /) -> bytes:
+        while self._pending:
+            current, data = self._pending[0]
+            if self._left:
+                chunk = data.read(min(size, self._left))
+                if not chunk:
+                    raise OSError(errno.EIO, f"{current.source} shrank while it was being sent")
+                self._left -= len(chunk)
+                return chunk
+            self._pending.pop(0)
+            self._left = self._pending[0][0].size if self._pending else 0
+        return b""
+
+
+def _receive_script(outgoing: Sequence[_Outgoing]) -> str:
+    """What the node runs to take every file off its stdin and put it in place.
+
+    Each file arrives as exactly its size in bytes (`head -c` reads no further), is unpacked
+    when packed, and is checked for its full size; only then are modes set, files renamed over
+    their final paths and notes written. Part files never outlive the script.
+    """
+    parts = " ".join(shlex.quote(out.item.part) for out in outgoing)
+    steps = [f"trap 'rm -f -- {parts}' EXIT", "set -e"]
+    for out in outgoing:
+        part, expected = shlex.quote(out.item.part), out.item.local.stat().st_size
+        packed = out.item.packed
+        unpack = f" | {packed.unpacker(out.source)}" if packed else ""
+        steps.append(f"head -c {out.size}{unpack} > {part}")
+        received = f"$(stat -c %s -- {part})"
+        steps.append(
+            f'[ "{received}" = {expected} ] || '
+            f'{{ echo "{out.item.remote}: {received} of {expected} bytes arrived" >&2; exit 1; }}'
         )
-    return _RemoteState(states, decoder == "zstd")
+    for out in outgoing:
+        part, final = shlex.quote(out.item.part), shlex.quote(out.item.remote)
+        identity = f"$(stat -c '{_IDENTITY_FORMAT}' -- {final})"
+        note = f"{out.sha256} {identity} {out.item.mode:o}"
+        steps.append(f"chmod {out.item.mode:o} {part}")
+        steps.append(f"mv -f -- {part} {final}")
+        steps.append(f'printf "%s\\n" "{note}" > {shlex.quote(note_path(out.item.remote))}')
+    return "; ".join(steps)
 
 
-def _interruptible(ssh: KenornirSSH, name: str) -> Callable[[int, int], None]:
-    def progress(sent: int, total: int) -> None:
-        if ssh.stop_event is not None and ssh.stop_event.is_set():
-            raise CommandInterrupted(f"interrupted while uploading {name}")
-
-    return progress
-
-
-def _space_note(ssh: KenornirSSH, item: FileToSend) -> str:
+def _space_note(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> str:
     """Why a failed upload may have failed as far as disk space goes ("" when unknown)."""
-    directory = posixpath.dirname(item.remote)
+    directory = posixpath.dirname(outgoing[0].item.remote)
     try:
         output = ssh.run(f"df -Pk -- {shlex.quote(directory)} | tail -n 1", as_root=False)
     except (OSError, paramiko.SSHException):
@@ -176,78 +236,35 @@ def _space_note(ssh: KenornirSSH, item: FileToSend) -> str:
     if len(fields) < 6 or not fields[3].isdigit():
         return ""
     free_kib, mount = int(fields[3]), fields[5]
-    needed_kib = -(-item.local.stat().st_size // 1024)
+    needed_kib = sum(-(-out.item.local.stat().st_size // 1024) for out in outgoing)
     if needed_kib > free_kib:
         return f"; no space left: needs {needed_kib} KiB, {free_kib} KiB free on {mount}"
     return f" ({free_kib} KiB free on {mount})"
 
 
-def _send(ssh: KenornirSSH, item: FileToSend, node_has_zstd: bool) -> None:
-    """Upload the file to its part name; _finish puts it in place.
+def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
+    """Send every file in one command on the node (_receive_script), fed one stream.
 
-    A packed file is streamed into `zstd` or `tar` on the node, which unpacks while the bytes
-    arrive: a third of the bytes on the wire, and the unpacking overlaps the transfer.
+    One command instead of a few SFTP round trips per file, and packed files are unpacked as
+    their bytes arrive.
     """
+    names = ", ".join(out.item.remote for out in outgoing)
     try:
-        if item.packed is None:
-            with item.local.open("rb") as data:
-                ssh.sftp.putfo(
-                    data, item.part, callback=_interruptible(ssh, item.remote), confirm=True
-                )
-        else:
-            _stream_unpacked(ssh, item, item.packed, node_has_zstd)
-    except BaseException as exc:
+        with contextlib.ExitStack() as files:
+            opened = [files.enter_context(out.source.open("rb")) for out in outgoing]
+            stream = _Concatenation(outgoing, opened)
+            output = ssh.run(_receive_script(outgoing), as_root=False, stdin=stream)
+    except (OSError, EOFError, paramiko.SSHException) as exc:
         if not ssh.is_active:
-            # The part file stays behind; the next run's upload overwrites it.
+            # Part files may stay behind; the next run's upload overwrites them.
             detail = f": {exc}" if str(exc) else ""
-            raise StageFailed(
-                f"SSH connection lost while uploading {item.local.name} to {item.remote}{detail}"
-            ) from exc
-        # The part file may never have been created; the error below is what matters.
-        with contextlib.suppress(OSError, paramiko.SSHException):
-            ssh.sftp.remove(item.part)
-        if isinstance(exc, OSError | paramiko.SSHException):
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise StageFailed(
-                f"upload of {item.local.name} to {item.remote} failed: {reason}"
-                + _space_note(ssh, item)
-            ) from exc
-        raise
-
-
-def _stream_unpacked(
-    ssh: KenornirSSH, item: FileToSend, packed: PackedFile, node_has_zstd: bool
-) -> None:
-    sent, part = packed.sent_for(node_has_zstd), shlex.quote(item.part)
-    if sent == packed.zstd_frame:
-        unpack = f"zstd -dcq > {part}"
-    else:
-        unpack = f"tar -xzOf - -- {shlex.quote(packed.member)} > {part}"
-    with sent.open("rb") as data:
-        output = ssh.run(unpack, as_root=False, stdin=data)
+            raise StageFailed(f"SSH connection lost while uploading {names}{detail}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StageFailed(f"upload of {names} failed: {reason}") from exc
     if output.exit_status != 0:
         # The first complaint names the cause; later ones (tar's "Exiting with failure") don't.
-        detail = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
-        raise OSError(errno.EIO, f"unpacking on the node: {detail[0]}")
-
-
-def _finish(ssh: KenornirSSH, sent: Sequence[FileToSend], digests: Sequence[str]) -> None:
-    """Put every uploaded file in place in one round trip: set modes, rename over the final
-    paths, and note what each now holds. Part files never outlive it."""
-    steps = []
-    for item, digest in zip(sent, digests, strict=True):
-        part, final = shlex.quote(item.part), shlex.quote(item.remote)
-        steps.append(f"chmod {item.mode:o} {part}; mv -f -- {part} {final}")
-        stat_line = f"$(stat -c '{_STAT_FORMAT}' -- {final})"
-        steps.append(f'printf "%s %s\\n" {digest} "{stat_line}" > {shlex.quote(item.record)}')
-    leftovers = " ".join(shlex.quote(item.part) for item in sent)
-    script = f"trap 'rm -f -- {leftovers}' EXIT; set -e; " + "; ".join(steps)
-    output = ssh.run(script, as_root=False)
-    if output.exit_status != 0:
-        detail = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
-        raise StageFailed(
-            f"writing {', '.join(i.remote for i in sent)} on the node failed: {detail[0]}"
-        )
+        complaint = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
+        raise StageFailed(f"upload of {names} failed: {complaint[0]}" + _space_note(ssh, outgoing))
 
 
 def upload_files(task: Task, files: Sequence[FileToSend]) -> Result:
@@ -261,24 +278,24 @@ def upload_files(task: Task, files: Sequence[FileToSend]) -> Result:
     ssh = node_ssh(task)
     log = node_logger(task.host.name)
     digests = [item.sha256 or local_sha256(item.local) for item in files]
-    to_send = []
     remote = _remote_state(ssh, files, digests)
+    outgoing = []
     for item, digest, unchanged in zip(files, digests, remote.unchanged, strict=True):
         if unchanged:
             log.info("unchanged: %s", item.remote)
             continue
-        _send(ssh, item, remote.has_zstd)
-        sent = item.packed.sent_for(remote.has_zstd) if item.packed else item.local
-        how = f", packed: {sent.name} unpacked on the node" if item.packed else ""
-        log.info("uploaded: %s (%d bytes sent%s)", item.remote, sent.stat().st_size, how)
-        to_send.append((item, digest))
-    if to_send:
-        _finish(ssh, [item for item, _ in to_send], [digest for _, digest in to_send])
-    changed = [item.remote for item, _ in to_send]
+        source = item.packed.sent_for(remote.has_zstd) if item.packed else item.local
+        outgoing.append(_Outgoing(item, digest, source, source.stat().st_size))
+    if outgoing:
+        _send(ssh, outgoing)
+    for out in outgoing:
+        how = f", packed: {out.source.name} unpacked on the node" if out.item.packed else ""
+        log.info("uploaded: %s (%d bytes sent%s)", out.item.remote, out.size, how)
+    changed = [out.item.remote for out in outgoing]
     return Result(host=task.host, result=changed, changed=bool(changed))
 
 
-def upload(task: Task, local: Path, remote: str, mode: int = 0o755) -> Result:
+def upload(task: Task, local: Path, remote: str, mode: int = KEADM_MODE) -> Result:
     """Upload one file (see upload_files)."""
     return upload_files(task, [FileToSend(local, remote, mode)])
 
