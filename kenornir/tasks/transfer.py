@@ -199,17 +199,20 @@ class _Concatenation:
 def _receive_script(outgoing: Sequence[_Outgoing]) -> str:
     """What the node runs to take every file off its stdin and put it in place.
 
-    Each file arrives as exactly its size in bytes (`head -c` reads no further), is unpacked
-    when packed, and is checked for its full size; only then are modes set, files renamed over
-    their final paths and notes written. Part files never outlive the script.
+    Each file arrives as exactly its size in bytes (`head -c` reads no further) but the last,
+    which takes the rest of the stream directly: it is the big one (see _sending_order), and
+    `head` would copy it through a pipe in 8 KiB reads. Each is unpacked when packed and
+    checked for its full size; only then are modes set, files renamed over their final paths
+    and notes written. Part files never outlive the script.
     """
     parts = " ".join(shlex.quote(out.item.part) for out in outgoing)
     steps = [f"trap 'rm -f -- {parts}' EXIT", "set -e"]
     for out in outgoing:
         part, expected = shlex.quote(out.item.part), out.item.local.stat().st_size
-        packed = out.item.packed
-        unpack = f" | {packed.unpacker(out.source)}" if packed else ""
-        steps.append(f"head -c {out.size}{unpack} > {part}")
+        take = None if out is outgoing[-1] else f"head -c {out.size}"
+        unpack = out.item.packed.unpacker(out.source) if out.item.packed else None
+        pipeline = " | ".join(filter(None, [take, unpack])) or "cat"
+        steps.append(f"{pipeline} > {part}")
         received = f"$(stat -c %s -- {part})"
         steps.append(
             f'[ "{received}" = {expected} ] || '
@@ -223,6 +226,11 @@ def _receive_script(outgoing: Sequence[_Outgoing]) -> str:
         steps.append(f"mv -f -- {part} {final}")
         steps.append(f'printf "%s\\n" "{note}" > {shlex.quote(note_path(out.item.remote))}')
     return "; ".join(steps)
+
+
+def _sending_order(outgoing: Sequence[_Outgoing]) -> list[_Outgoing]:
+    """Packed files last, the biggest last of all: the last one is read to the end of the stream."""
+    return sorted(outgoing, key=lambda out: (out.item.packed is not None, out.size))
 
 
 def _space_note(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> str:
@@ -287,7 +295,7 @@ def upload_files(task: Task, files: Sequence[FileToSend]) -> Result:
         source = item.packed.sent_for(remote.has_zstd) if item.packed else item.local
         outgoing.append(_Outgoing(item, digest, source, source.stat().st_size))
     if outgoing:
-        _send(ssh, outgoing)
+        _send(ssh, _sending_order(outgoing))
     for out in outgoing:
         how = f", packed: {out.source.name} unpacked on the node" if out.item.packed else ""
         log.info("uploaded: %s (%d bytes sent%s)", out.item.remote, out.size, how)
