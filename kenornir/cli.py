@@ -397,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         labels.append((key, value))
     from kenornir.batch import RunOptions, Selection, SelectionError, run_batch
-    from kenornir.report import summary_table
+    from kenornir.report import RunDirError, summary_table
     from kenornir.template import mask_secrets
 
     selection = Selection(
@@ -422,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
         batch_run = run_batch(
             config, selection, options, live, progress=live.isatty() and not args.no_progress
         )
-    except SelectionError as exc:
+    except (SelectionError, RunDirError) as exc:
         print(f"kenornir: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if batch_run.prepare_error is not None:

@@ -35,8 +35,24 @@ RUN_LOG_FILE = "run.log"
 _STAGE_NAMES = {str(s) for s in Stage}
 
 
+class RunDirError(Exception):
+    """The run dir cannot be created; the message is one line for the user."""
+
+
 def new_run_dir(run_dir: Path | None, runs_root: Path = RUNS_ROOT) -> Path:
-    """`run_dir` itself when given, else a new `<runs_root>/<UTC timestamp>/` plus `latest`."""
+    """`run_dir` itself when given, else a new `<runs_root>/<UTC timestamp>/` plus `latest`.
+
+    Raises:
+        RunDirError: it cannot be created (a file in the way, no permission, a full disk).
+    """
+    try:
+        return _make_run_dir(run_dir, runs_root)
+    except OSError as exc:
+        where = exc.filename or run_dir or runs_root
+        raise RunDirError(f"cannot create run dir {where}: {exc.strerror or exc}") from None
+
+
+def _make_run_dir(run_dir: Path | None, runs_root: Path) -> Path:
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir

@@ -117,6 +117,17 @@ class TestRun:
             "kenornir: error: no node matches the selection (--limit/--exclude/--label)"
         )
 
+    def test_run_dir_that_cannot_be_created_is_a_usage_error(
+        self, two_node_config: Path, tmp_path: Path
+    ) -> None:
+        in_the_way = tmp_path / "a-file"
+        in_the_way.write_text("")
+        result = kenornir(two_node_config, "--run-dir", in_the_way, cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"kenornir: error: cannot create run dir {in_the_way}: File exists"
+        )
+
     def test_verbose_adds_nornir_print_result(self, two_node_config: Path, tmp_path: Path) -> None:
         result = kenornir(two_node_config, "-v", cwd=tmp_path)
         assert "join_node" in result.stdout and "connect" in result.stdout
