@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Literal, TypeVar
 
@@ -521,14 +521,40 @@ class _PartFiles:
             raise _Cancelled
 
 
+Identity = tuple[int, int, int, int]
+"""A file's inode, size, mtime and ctime (ns): any write, chmod or replacement changes it."""
+
+
 @dataclass(frozen=True)
 class _UnpackRecord:
-    """What was unpacked: which tarball produced the binary, its digest and its zstd frame's."""
+    """What was unpacked: which tarball produced the binary, the digests of the binary and its
+    zstd frame, and their identities then (so an untouched file need not be hashed again).
+
+    Fields after binary_member are None in records written by earlier versions.
+    """
 
     tarball_sha512: str
     binary_sha256: str
     binary_member: str
-    zstd_sha256: str | None  # None in records written before the zstd frame existed
+    zstd_sha256: str | None = None
+    binary_identity: Identity | None = None
+    zstd_identity: Identity | None = None
+
+
+def _identity(path: Path) -> Identity | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _intact(path: Path, sha256: str | None, identity: Identity | None) -> bool:
+    """path still holds the content with that sha256: the same identity, or else the same hash."""
+    current = _identity(path)
+    if current is None or sha256 is None:
+        return False
+    return current == identity or file_digest(path, "sha256") == sha256
 
 
 def _unpacked_package(
@@ -550,35 +576,32 @@ def _unpacked_package(
     binary, frame = arch_dir / _BINARY_NAME, arch_dir / _ZSTD_NAME
     record_path = arch_dir / _UNPACK_RECORD_NAME
     record = _read_unpack_record(record_path)
+    same_tarball = record is not None and record.tarball_sha512 == tarball_sha512
     if (
         record is not None
-        and record.tarball_sha512 == tarball_sha512
-        and binary.is_file()
-        and file_digest(binary, "sha256") == record.binary_sha256
+        and same_tarball
+        and _intact(binary, record.binary_sha256, record.binary_identity)
     ):
         binary_sha256, binary_member = record.binary_sha256, record.binary_member
+        reuse_frame = _intact(frame, record.zstd_sha256, record.zstd_identity)
     else:
-        record = None
         binary_sha256, binary_member = _unpack_keadm(tarball, binary, version, arch, parts)
-    if (
-        record is not None
-        and record.zstd_sha256 is not None
-        and frame.is_file()
-        and file_digest(frame, "sha256") == record.zstd_sha256
-    ):
+        reuse_frame = False
+    if reuse_frame and record is not None and record.zstd_sha256 is not None:
         zstd_sha256 = record.zstd_sha256
     else:
         zstd_sha256 = _compress_zstd(binary, frame, parts)
-        record_text = json.dumps(
-            {
-                "tarball_sha512": tarball_sha512,
-                "binary_sha256": binary_sha256,
-                "binary_member": binary_member,
-                "zstd_sha256": zstd_sha256,
-            }
-        )
+    updated = _UnpackRecord(
+        tarball_sha512,
+        binary_sha256,
+        binary_member,
+        zstd_sha256,
+        _identity(binary),
+        _identity(frame),
+    )
+    if updated != record:
         with parts.replacing(record_path) as out:
-            out.write(record_text.encode())
+            out.write(json.dumps(asdict(updated)).encode())
     return KeadmPackage(
         version=version,
         arch=arch,
@@ -597,12 +620,22 @@ def _unpacked_package(
 def _read_unpack_record(path: Path) -> _UnpackRecord | None:
     try:
         fields = json.loads(path.read_text())
+
+        def optional_identity(name: str) -> Identity | None:
+            value = fields.get(name)
+            if value is None:
+                return None
+            inode, size, mtime_ns, ctime_ns = (int(number) for number in value)
+            return (inode, size, mtime_ns, ctime_ns)
+
         zstd_sha256 = fields.get("zstd_sha256")
         return _UnpackRecord(
             str(fields["tarball_sha512"]),
             str(fields["binary_sha256"]),
             str(fields["binary_member"]),
             str(zstd_sha256) if zstd_sha256 is not None else None,
+            optional_identity("binary_identity"),
+            optional_identity("zstd_identity"),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import stat
 import tarfile
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+import kenornir.packages
 from kenornir.packages import (
     KeadmPackage,
     PackageError,
@@ -177,6 +179,27 @@ class TestUnpackedBinaryCache:
 
         assert second == first
         assert second.binary.stat().st_ino == inode
+
+    def test_untouched_binary_and_frame_are_not_hashed_again(
+        self, offline_dir: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        build_packages(offline_dir, VERSION, ["amd64"], BINARY_SIZE)
+        package = prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"]
+        hashed: list[Path] = []
+        real_digest = kenornir.packages.file_digest
+
+        def recording_digest(path: Path, algorithm: str) -> str:
+            hashed.append(path)
+            return real_digest(path, algorithm)
+
+        monkeypatch.setattr(kenornir.packages, "file_digest", recording_digest)
+        assert prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"] == package
+        assert package.binary not in hashed and package.binary_zstd not in hashed
+
+        os.utime(package.binary)  # same content, new identity: hashed, not unpacked again
+        inode = package.binary.stat().st_ino
+        assert prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"] == package
+        assert package.binary in hashed and package.binary.stat().st_ino == inode
 
     def test_tampered_binary_is_unpacked_again(self, offline_dir: Path, cache_dir: Path) -> None:
         tarball = build_packages(offline_dir, VERSION, ["amd64"], BINARY_SIZE)["amd64"]

@@ -103,7 +103,8 @@ def stage_dir(task: Task, path: str = STAGING_DIR) -> Result:
 
     /tmp is shared on the node: a dir (or any parent under /tmp) that is a symlink, owned by
     someone else or writable by others would let another user swap keadm before it runs.
-    The dirs are checked before mkdir too, so nothing is ever created through a planted link.
+    The dirs are checked before mkdir too, so nothing is ever created through a planted link;
+    when they all exist already, that check is the only command.
     """
     ssh = node_ssh(task)
     parts = path.strip("/").split("/")
@@ -112,17 +113,15 @@ def stage_dir(task: Task, path: str = STAGING_DIR) -> Result:
     quoted = " ".join(shlex.quote(p) for p in chain)
     # Those that exist: the login uid first, then `uid mode name` per dir (missing ones skipped).
     inspect = f"id -u; stat -c '%u %f %n' -- {quoted} 2>/dev/null; true"
-    _refuse_unsafe(ssh.run(inspect, as_root=False).stdout.splitlines())
-    script = (
-        f"existed=1; [ -d {shlex.quote(path)} ] || existed=0; "
-        f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; echo $existed; {inspect}"
-    )
-    output = ssh.run(script, as_root=False)
+    inspected = ssh.run(inspect, as_root=False).stdout.splitlines()
+    _refuse_unsafe(inspected)
+    if len(inspected) == 1 + len(chain):  # every dir is there already, and safe
+        return Result(host=task.host, result=path, changed=False)
+    output = ssh.run(f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; {inspect}", as_root=False)
     if output.exit_status != 0:
         raise StageFailed(f"cannot create {path}: {output.stderr.strip() or 'mkdir failed'}")
-    existed, *inspected = output.stdout.splitlines()
-    _refuse_unsafe(inspected)
-    return Result(host=task.host, result=path, changed=existed.strip() == "0")
+    _refuse_unsafe(output.stdout.splitlines())
+    return Result(host=task.host, result=path, changed=True)
 
 
 def _refuse_unsafe(inspected: Sequence[str]) -> None:
