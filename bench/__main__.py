@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, TOOLS_VENV
-from bench.hotspots import profile_kenornir
+from bench.hotspots import cpu_by_command, profile_kenornir
 from bench.job import write_job
 from bench.report import machine_line, render_table, summarize, targets
 from bench.runner import BenchError, Runner
@@ -73,6 +73,7 @@ def _bench(args: argparse.Namespace) -> int:
                 runner.prepare_kenornir()
             measurements = runner.rounds(contenders, args.rounds, args.second_run)
             profile = profile_kenornir(runner, args.scenario, work_dir) if args.profile else None
+            cpu = cpu_by_command(runner, contenders, work_dir) if args.cpu_profile else None
     help_seconds = _help_seconds(args.help_runs, work_dir) if KENORNIR in contenders else None
     summaries = summarize(measurements)
     found = targets(summaries, args.scenario, job.binary_size, help_seconds)
@@ -85,6 +86,8 @@ def _bench(args: argparse.Namespace) -> int:
     print("\n".join(target.line() for target in found))
     if profile is not None:
         print(profile)
+    if cpu is not None:
+        print(cpu)
     results = work_dir / f"results-{args.scenario}-n{args.nodes}-w{args.workers}.json"
     results.write_text(
         json.dumps(
@@ -181,6 +184,11 @@ def _parser() -> argparse.ArgumentParser:
         help="skip kenornir's second run (nothing changed) after each first run",
     )
     parser.add_argument("--profile", action="store_true", help="one more kenornir run under py-spy")
+    parser.add_argument(
+        "--cpu-profile",
+        action="store_true",
+        help="one more run of each contender under perf: the machine's CPU per command",
+    )
     parser.add_argument("--help-runs", type=int, default=10, help="kenornir --help timings")
     parser.add_argument("--package-size-mb", type=int, default=80, help="keadm binary size")
     parser.add_argument("--link-rate-mbit", type=float, default=20.0, help="edge-link rate")

@@ -1,4 +1,5 @@
-"""Where a kenornir run spends its time: py-spy profiles of a first and a second run."""
+"""Where a run spends its time: py-spy profiles of kenornir's first and second runs, and the
+whole machine's CPU per command (perf) for any contender."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.contenders import TOOLS_VENV, RunPaths, kenornir
-from bench.runner import Runner
+from bench.runner import BenchError, Runner
+
+PERF_HZ = 499  # samples per second per CPU: each sample stands for 1/PERF_HZ CPU seconds
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,50 @@ def render_frames(frames: Sequence[Frame]) -> str:
         f"{frame.self_share:6.1%} {frame.total_share:6.1%}  {frame.function}" for frame in frames
     ]
     return "\n".join(lines)
+
+
+def cpu_by_command(runner: Runner, contenders: Sequence[str], work_dir: Path) -> str:
+    """One more first run of each contender on reset nodes under `perf record -a`, and the CPU
+    seconds each command name took on the whole machine.
+
+    In the lab the nodes share the controller's CPUs, so their sshd, shells and unpacking are
+    part of what a run costs; py-spy sees only the controller's Python. perf sees every process
+    (`swapper` is the idle CPU).
+    """
+    perf = shutil.which("perf")
+    if perf is None:
+        raise BenchError("--cpu-profile needs perf (Debian: apt-get install linux-perf)")
+    sections = []
+    for contender in contenders:
+        runner.reset_nodes()
+        slug = contender.replace(" ", "-")
+        paths = RunPaths(
+            work_dir / "runs" / f"cpu-{slug}",
+            work_dir / "runs" / "cpu-known_hosts",
+            runner.cache_dir,
+        )
+        shutil.rmtree(paths.run_dir, ignore_errors=True)
+        paths.known_hosts.unlink(missing_ok=True)
+        data = work_dir / f"cpu-{slug}.perf"
+        record = [perf, "record", "-a", "-q", "-F", str(PERF_HZ), "-o", str(data), "--"]
+        measured = runner.measure(contender, 0, paths, under=record)
+        names = subprocess.run(
+            [perf, "script", "-i", str(data), "-F", "comm"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split("\n")
+        seconds = Counter(name.strip() for name in names if name.strip())
+        busy = sum(count for name, count in seconds.items() if name != "swapper") / PERF_HZ
+        lines = [
+            f"{contender}: {measured.wall_s:.2f} s wall, {busy:.1f} CPU s busy on the whole "
+            f"machine (perf data in {data})",
+            f"{'CPU s':>7} {'share':>6}  command",
+        ]
+        total = sum(seconds.values())
+        lines += [
+            f"{count / PERF_HZ:7.2f} {count / total:6.1%}  {name}"
+            for name, count in seconds.most_common(12)
+        ]
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)

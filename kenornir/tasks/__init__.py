@@ -2,18 +2,20 @@
 
 from kenornir.tasks.command import keadm_command_line, run_keadm
 from kenornir.tasks.connect import connect
-from kenornir.tasks.facts import detect_arch
+from kenornir.tasks.facts import NodeFacts, detect_arch, probe_node
 from kenornir.tasks.hooks import post_run, pre_run
 from kenornir.tasks.join import join_node
 from kenornir.tasks.transfer import stage_dir, upload, upload_dir, upload_files
 
 __all__ = [
+    "NodeFacts",
     "connect",
     "detect_arch",
     "join_node",
     "keadm_command_line",
     "post_run",
     "pre_run",
+    "probe_node",
     "run_keadm",
     "stage_dir",
     "upload",

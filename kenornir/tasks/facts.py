@@ -1,11 +1,23 @@
-"""Facts about a node: its CPU arch, mapped to keadm's package arch names."""
+"""Facts about a node: its CPU arch (mapped to keadm's arch names), and one probe for all
+that the stages before the upload need to know."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
 from nornir.core.task import Result, Task
 
-from kenornir.connection import node_ssh
+from kenornir.config import STAGING_DIR
+from kenornir.connection import CommandResult, node_ssh
 from kenornir.outcome import StageFailed
+from kenornir.tasks.transfer import (
+    FileVersion,
+    RemoteState,
+    parse_remote_state,
+    remote_state_script,
+    staging_inspection,
+)
 
 # `uname -m` values, mapped as upstream keadm batch does.
 UNAME_TO_ARCH = {
@@ -38,6 +50,57 @@ def detect_arch(task: Task) -> Result:
         StageFailed: unknown arch, or an arch missing from keadm.archGroup.
     """
     output = node_ssh(task).run("uname -m", as_root=False)
+    return Result(host=task.host, result=_arch_of(task, output), changed=False)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What one command learns of a node before anything is written to it."""
+
+    arch: str
+    staging: list[str]  # transfer.staging_inspection's lines, for stage_dir
+    remote: RemoteState  # which files it holds already and whether it has zstd, for upload_files
+
+
+# Separates the answers of the probe's three questions in its output.
+_SECTION = "__kenornir_section__"
+
+
+def probe_node(
+    task: Task, versions: Sequence[FileVersion] = (), staging: str = STAGING_DIR
+) -> Result:
+    """detect_arch, stage_dir's check of the staging dirs and upload_files' check of the files
+    the node holds, in one command: one round trip where three would do.
+
+    Args:
+        versions: the files the node may need; keadm once per arch, as the arch is not known
+            until the answer comes.
+    Returns:
+        Result whose `result` is the node's NodeFacts.
+    Raises:
+        StageFailed: as detect_arch.
+    """
+    script = (
+        f"uname -m; echo {_SECTION}; {staging_inspection(staging)}; echo {_SECTION}; "
+        f"{remote_state_script(versions)}"
+    )
+    output = node_ssh(task).run(script, as_root=False)
+    sections = output.stdout.split(f"{_SECTION}\n")
+    if len(sections) != 3:
+        complaint = output.stderr.strip().splitlines()[:1] or ["no answer"]
+        raise StageFailed(f"probing the node failed (exit {output.exit_status}): {complaint[0]}")
+    machine, staging_lines, state_lines = sections
+    arch = _arch_of(task, replace(output, stdout=machine))
+    facts = NodeFacts(
+        arch,
+        staging_lines.splitlines(),
+        parse_remote_state(versions, state_lines.splitlines()),
+    )
+    return Result(host=task.host, result=facts, changed=False)
+
+
+def _arch_of(task: Task, output: CommandResult) -> str:
+    """The keadm arch for `uname -m`'s output; StageFailed unless a package serves it."""
     machine = output.stdout.strip()
     if output.exit_status != 0 or not machine:
         raise StageFailed(f"`uname -m` failed (exit {output.exit_status}): {output.stderr.strip()}")
@@ -49,4 +112,4 @@ def detect_arch(task: Task) -> Result:
             f"node arch is {arch} ({machine}) but no package is prepared for it "
             f"(add {arch} to keadm.archGroup)"
         )
-    return Result(host=task.host, result=arch, changed=False)
+    return arch

@@ -18,9 +18,16 @@ from kenornir.nodelog import node_logger
 from kenornir.outcome import NodeOutcome, Stage, StageFailed, Status
 from kenornir.tasks.command import run_keadm
 from kenornir.tasks.connect import connect
-from kenornir.tasks.facts import detect_arch
+from kenornir.tasks.facts import probe_node
 from kenornir.tasks.hooks import post_run, pre_run
-from kenornir.tasks.transfer import FileToSend, PackedFile, dir_files, stage_dir, upload_files
+from kenornir.tasks.transfer import (
+    FileToSend,
+    PackedFile,
+    dir_files,
+    file_versions,
+    stage_dir,
+    upload_files,
+)
 from kenornir.template import mask_secrets
 
 
@@ -88,10 +95,17 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
 
     try:
         step(Stage.CONNECT, connect)
-        outcome.arch = step(Stage.ARCH, detect_arch)
-        step(Stage.STAGE_DIR, stage_dir)
+        # Every file the node may need, keadm for each arch: the probe learns the arch too.
+        candidates = [
+            version
+            for arch in (packages or {}).keys() or [None]
+            for version in file_versions(_files_for(host.data, packages or {}, arch))
+        ]
+        facts = step(Stage.ARCH, probe_node, versions=list(dict.fromkeys(candidates)))
+        outcome.arch = facts.arch
+        step(Stage.STAGE_DIR, stage_dir, inspected=facts.staging)
         files = _files_for(host.data, packages or {}, outcome.arch)
-        outcome.changed += step(Stage.UPLOAD, upload_files, files=files)
+        outcome.changed += step(Stage.UPLOAD, upload_files, files=files, remote_state=facts.remote)
         if host.data["pre_run"]:
             step(Stage.PRE_RUN, pre_run)
         workdir, sha = _keadm_location(host.data, packages or {}, outcome.arch)
@@ -116,10 +130,12 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
 
 
 def _files_for(
-    data: Mapping[str, Any], packages: Mapping[str, PreparedBinary], arch: str
+    data: Mapping[str, Any], packages: Mapping[str, PreparedBinary], arch: str | None
 ) -> list[FileToSend]:
+    """copyFrom's files, and the keadm package for arch unless the node has its own keadm (or
+    arch is None: no package at all)."""
     files = dir_files(Path(data["copy_from"])) if data["copy_from"] else []
-    if data["keadm_bin_dir"] is None:
+    if data["keadm_bin_dir"] is None and arch is not None:
         package = packages[arch]
         packed = PackedFile(package.tarball, package.binary_member, package.binary_zstd)
         remote = f"{STAGING_DIR}/keadm"

@@ -98,26 +98,40 @@ def local_sha256(path: Path) -> str:
     return _cached_sha256(path.resolve(), info.st_size, info.st_mtime_ns)
 
 
-def stage_dir(task: Task, path: str = STAGING_DIR) -> Result:
+def _staging_chain(path: str) -> list[str]:
+    """Each dir of path below the top one (/tmp itself is root's, sticky and world-writable)."""
+    parts = path.strip("/").split("/")
+    return ["/" + "/".join(parts[:n]) for n in range(2, len(parts) + 1)]
+
+
+def staging_inspection(path: str = STAGING_DIR) -> str:
+    """The shell command stage_dir judges the staging dirs by: the login uid, then
+    `uid mode name` for each dir of the chain that exists."""
+    quoted = " ".join(shlex.quote(p) for p in _staging_chain(path))
+    return f"id -u; stat -c '%u %f %n' -- {quoted} 2>/dev/null; true"
+
+
+def stage_dir(
+    task: Task, path: str = STAGING_DIR, inspected: Sequence[str] | None = None
+) -> Result:
     """Create the staging dir, refusing one that another user could tamper with.
 
     /tmp is shared on the node: a dir (or any parent under /tmp) that is a symlink, owned by
     someone else or writable by others would let another user swap keadm before it runs.
     The dirs are checked before mkdir too, so nothing is ever created through a planted link;
     when they all exist already, that check is the only command.
+
+    Args:
+        inspected: the output lines of staging_inspection(path), when a probe already ran it.
     """
     ssh = node_ssh(task)
-    parts = path.strip("/").split("/")
-    # Each dir below the top one (/tmp itself is root's, sticky and world-writable by design).
-    chain = ["/" + "/".join(parts[:n]) for n in range(2, len(parts) + 1)]
-    quoted = " ".join(shlex.quote(p) for p in chain)
-    # Those that exist: the login uid first, then `uid mode name` per dir (missing ones skipped).
-    inspect = f"id -u; stat -c '%u %f %n' -- {quoted} 2>/dev/null; true"
-    inspected = ssh.run(inspect, as_root=False).stdout.splitlines()
+    if inspected is None:
+        inspected = ssh.run(staging_inspection(path), as_root=False).stdout.splitlines()
     _refuse_unsafe(inspected)
-    if len(inspected) == 1 + len(chain):  # every dir is there already, and safe
+    if len(inspected) == 1 + len(_staging_chain(path)):  # every dir is there already, and safe
         return Result(host=task.host, result=path, changed=False)
-    output = ssh.run(f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; {inspect}", as_root=False)
+    script = f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; {staging_inspection(path)}"
+    output = ssh.run(script, as_root=False)
     if output.exit_status != 0:
         raise StageFailed(f"cannot create {path}: {output.stderr.strip() or 'mkdir failed'}")
     _refuse_unsafe(output.stdout.splitlines())
@@ -141,27 +155,45 @@ def _refuse_unsafe(inspected: Sequence[str]) -> None:
 
 
 @dataclass(frozen=True)
-class _RemoteState:
-    unchanged: list[bool]  # per file: the node already has it, same content and mode
+class FileVersion:
+    """A file as the node should hold it: where, with which content and mode."""
+
+    remote: str
+    sha256: str
+    mode: int
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """What the node already holds (see same_file_test), and whether it has a working zstd."""
+
+    unchanged: frozenset[FileVersion]
     has_zstd: bool
 
 
-def _remote_state(
-    ssh: KenornirSSH, files: Sequence[FileToSend], wanted: Sequence[str]
-) -> _RemoteState:
-    """Which files the node already has (see same_file_test), and whether it has a working
-    zstd, in one round trip."""
-    script = "; ".join(
+def remote_state_script(versions: Sequence[FileVersion]) -> str:
+    """The shell command whose output parse_remote_state reads: one line for zstd, then one
+    per version. A probe may ask about several versions of one path (keadm for each arch)."""
+    return "; ".join(
         [
+            # zstd must run, not just be on the PATH: a broken one falls back to the tarball.
             "zstd -V >/dev/null 2>&1 && echo zstd || echo none",
             *(
-                f"{same_file_test(item.remote, digest, item.mode)} && echo same || echo new"
-                for item, digest in zip(files, wanted, strict=True)
+                f"{same_file_test(v.remote, v.sha256, v.mode)} && echo same || echo new"
+                for v in versions
             ),
         ]
     )
-    decoder, *states = ssh.run(script, as_root=False).stdout.splitlines()
-    return _RemoteState([state == "same" for state in states], decoder == "zstd")
+
+
+def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) -> RemoteState:
+    decoder, *states = lines
+    unchanged = {v for v, state in zip(versions, states, strict=True) if state == "same"}
+    return RemoteState(frozenset(unchanged), decoder == "zstd")
+
+
+def file_versions(files: Sequence[FileToSend]) -> list[FileVersion]:
+    return [FileVersion(f.remote, f.sha256 or local_sha256(f.local), f.mode) for f in files]
 
 
 @dataclass(frozen=True)
@@ -274,9 +306,14 @@ def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
         raise StageFailed(f"upload of {names} failed: {complaint[0]}" + _space_note(ssh, outgoing))
 
 
-def upload_files(task: Task, files: Sequence[FileToSend]) -> Result:
+def upload_files(
+    task: Task, files: Sequence[FileToSend], remote_state: RemoteState | None = None
+) -> Result:
     """Upload files, skipping those the node already has with the same content and mode.
 
+    Args:
+        remote_state: what a probe already learned of the node (facts.probe_node); asked
+            here otherwise.
     Returns:
         Result with `result` the list of remote paths written; changed when any.
     """
@@ -284,15 +321,17 @@ def upload_files(task: Task, files: Sequence[FileToSend]) -> Result:
         return Result(host=task.host, result=[], changed=False)
     ssh = node_ssh(task)
     log = node_logger(task.host.name)
-    digests = [item.sha256 or local_sha256(item.local) for item in files]
-    remote = _remote_state(ssh, files, digests)
+    versions = file_versions(files)
+    if remote_state is None:
+        lines = ssh.run(remote_state_script(versions), as_root=False).stdout.splitlines()
+        remote_state = parse_remote_state(versions, lines)
     outgoing = []
-    for item, digest, unchanged in zip(files, digests, remote.unchanged, strict=True):
-        if unchanged:
+    for item, version in zip(files, versions, strict=True):
+        if version in remote_state.unchanged:
             log.info("unchanged: %s", item.remote)
             continue
-        source = item.packed.sent_for(remote.has_zstd) if item.packed else item.local
-        outgoing.append(_Outgoing(item, digest, source, source.stat().st_size))
+        source = item.packed.sent_for(remote_state.has_zstd) if item.packed else item.local
+        outgoing.append(_Outgoing(item, version.sha256, source, source.stat().st_size))
     if outgoing:
         _send(ssh, _sending_order(outgoing))
     for out in outgoing:
