@@ -74,16 +74,27 @@ def note_path(remote: str) -> str:
     return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.kenornir")
 
 
+def note_line(sha256: str, identity: str, mode: int) -> str:
+    """What a note says of its file: the content's sha256, the file's identity (stat's
+    _IDENTITY_FORMAT) and mode.
+
+    While a file's note still matches it, the file holds that content: writing to the file,
+    chmod or replacing it changes its identity (the ctime at least, which no user can set back).
+    So nothing needs hashing to know it.
+    """
+    return f"{sha256} {identity} {mode:o}"
+
+
+def _shell_identity(quoted_path: str) -> str:
+    return f"$(stat -c '{_IDENTITY_FORMAT}' -- {quoted_path} 2>/dev/null)"
+
+
 def same_file_test(remote: str, sha256: str, mode: int) -> str:
     """A shell test that holds while `remote` is the very file kenornir wrote, with that sha256
-    and mode: the note kenornir left beside it names them and the file's identity then.
-
-    Nothing is hashed: writing to the file, chmod or replacing it changes its identity (the
-    ctime at least, which no user can set back).
-    """
+    and mode (see note_line)."""
     path, note = shlex.quote(remote), shlex.quote(note_path(remote))
-    identity = f"$(stat -c '{_IDENTITY_FORMAT}' -- {path} 2>/dev/null)"
-    return f'[ "$(cat -- {note} 2>/dev/null)" = "{sha256} {identity} {mode:o}" ]'
+    expected = note_line(sha256, _shell_identity(path), mode)
+    return f'[ "$(cat -- {note} 2>/dev/null)" = "{expected}" ]'
 
 
 @functools.cache
@@ -165,30 +176,52 @@ class FileVersion:
 
 @dataclass(frozen=True)
 class RemoteState:
-    """What the node already holds (see same_file_test), and whether it has a working zstd."""
+    """What the node already holds (see note_line), and whether it has a working zstd."""
 
     unchanged: frozenset[FileVersion]
     has_zstd: bool
 
 
+# Ends the notes in remote_state_script's output; the files' identities follow.
+_NOTES_END = "__kenornir_notes_end__"
+
+
 def remote_state_script(versions: Sequence[FileVersion]) -> str:
-    """The shell command whose output parse_remote_state reads: one line for zstd, then one
-    per version. A probe may ask about several versions of one path (keadm for each arch)."""
-    return "; ".join(
+    """The shell command whose output parse_remote_state reads: whether zstd works, then every
+    note (`NOTE:line`), then every file's identity (`PATH|identity`). Three processes however
+    many files; a probe may ask about several versions of one path (keadm for each arch)."""
+    paths = list(dict.fromkeys(v.remote for v in versions))
+    notes = " ".join(shlex.quote(note_path(path)) for path in paths)
+    files = " ".join(shlex.quote(path) for path in paths)
+    listing = (
         [
-            # zstd must run, not just be on the PATH: a broken one falls back to the tarball.
-            "zstd -V >/dev/null 2>&1 && echo zstd || echo none",
-            *(
-                f"{same_file_test(v.remote, v.sha256, v.mode)} && echo same || echo new"
-                for v in versions
-            ),
+            f"grep -H '' -- {notes} 2>/dev/null",
+            f"echo {_NOTES_END}",
+            f"stat -c '%n|{_IDENTITY_FORMAT}' -- {files} 2>/dev/null",
         ]
+        if paths
+        else [f"echo {_NOTES_END}"]
     )
+    # zstd must run, not just be on the PATH: a broken one falls back to the tarball.
+    return "; ".join(["zstd -V >/dev/null 2>&1 && echo zstd || echo none", *listing, "true"])
 
 
 def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) -> RemoteState:
-    decoder, *states = lines
-    unchanged = {v for v, state in zip(versions, states, strict=True) if state == "same"}
+    decoder, *rest = lines
+    end = rest.index(_NOTES_END)
+    notes: dict[str, str] = {}
+    for line in rest[:end]:
+        for version in versions:
+            prefix = note_path(version.remote) + ":"
+            if line.startswith(prefix):
+                notes.setdefault(version.remote, line[len(prefix) :])
+    identities = dict(line.rpartition("|")[::2] for line in rest[end + 1 :])
+    unchanged = {
+        v
+        for v in versions
+        if v.remote in identities
+        and notes.get(v.remote) == note_line(v.sha256, identities[v.remote], v.mode)
+    }
     return RemoteState(frozenset(unchanged), decoder == "zstd")
 
 
@@ -251,8 +284,7 @@ def _receive_script(outgoing: Sequence[_Outgoing]) -> str:
         )
     for out in outgoing:
         part, final = shlex.quote(out.item.part), shlex.quote(out.item.remote)
-        identity = f"$(stat -c '{_IDENTITY_FORMAT}' -- {final})"
-        note = f"{out.sha256} {identity} {out.item.mode:o}"
+        note = note_line(out.sha256, _shell_identity(final), out.item.mode)
         steps.append(f"chmod {out.item.mode:o} {part}")
         steps.append(f"mv -f -- {part} {final}")
         steps.append(f'printf "%s\\n" "{note}" > {shlex.quote(note_path(out.item.remote))}')
