@@ -11,7 +11,15 @@ from nornir.core.task import Result, Task
 import kenornir
 from kenornir.batch import RunOptions, prepare
 from kenornir.config import STAGING_DIR, load_config
-from kenornir.tasks import connect, detect_arch, join_node, probe_node, stage_dir, upload_dir
+from kenornir.tasks import (
+    connect,
+    detect_arch,
+    join_node,
+    probe_node,
+    run_keadm,
+    stage_dir,
+    upload_dir,
+)
 from kenornir.tasks.transfer import FileToSend, dir_files, file_versions
 from tests.batch_configs import copy_from_dir, node_entry, offline_dir_of, write_config
 from tests.lab import Lab
@@ -81,3 +89,29 @@ def test_after_a_join_the_probe_sees_keadm_of_its_own_arch_only(
     facts = nr.run(task=probe)[node][0].result
     held = {version.sha256 for version in facts.remote.unchanged}
     assert held == {packages[facts.arch].binary_sha256}
+
+
+def test_keadm_without_its_note_is_hashed_and_a_changed_one_refused(
+    lab: Lab, lab_packages: dict[str, Path], tmp_path: Path
+) -> None:
+    config = one_node_config(lab, lab_packages, tmp_path)
+    packages = prepare(load_config(config), RunOptions(cache_dir=tmp_path / "cache"))
+    nr = one_node_nornir(config, tmp_path)
+    node = lab.nodes[0]
+    assert nr.run(task=join_node, packages=packages)[node.name][0].result.status == "ok"
+    sha256 = packages[node.goarch].binary_sha256
+
+    def keadm_version(task: Task) -> Result:
+        task.run(task=connect)
+        ran = task.run(
+            task=run_keadm, workdir=STAGING_DIR, keadm_cmd="version", binary_sha256=sha256
+        )
+        return Result(host=task.host, result=ran[0].result)
+
+    # No note (placed by other means): the same bytes pass the hash.
+    lab.exec(node.name, f"rm {STAGING_DIR}/.keadm.kenornir")
+    assert nr.run(task=keadm_version)[node.name][0].result == 0
+    lab.exec(node.name, f"printf x >> {STAGING_DIR}/keadm")
+    refused = nr.run(task=keadm_version)[node.name]
+    assert refused.failed
+    assert "differs from the uploaded one" in str(refused[-1].exception)
