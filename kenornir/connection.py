@@ -30,6 +30,7 @@ _PGID_MARK = "__kenornir_pgid="
 OUTPUT_TAIL_BYTES = 256 * 1024
 _POLL_SECONDS = 0.2
 _STDIN_CHUNK_BYTES = 256 * 1024
+_TRANSPORT_END_SECONDS = 5.0
 _KILL_GRACE_SECONDS = 5
 
 StreamName = Literal["stdout", "stderr"]
@@ -206,6 +207,11 @@ class KenornirSSH:
             transport = client.get_transport()
             answered = transport is not None and bool(transport.remote_version)
             client.close()
+            if transport is not None and transport.is_alive():
+                # Its thread may still be reading the socket just closed; it ends at once, but
+                # let it end (and log that) now, while this run's log is the one listening:
+                # logged after the run it would reach the terminal as a traceback.
+                transport.join(_TRANSPORT_END_SECONDS)
             if isinstance(exc, Exception):
                 raise classify_connect_error(exc, login, timeout, answered=answered) from exc
             raise
