@@ -320,19 +320,23 @@ def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
     their bytes arrive.
     """
     names = ", ".join(out.item.remote for out in outgoing)
+    # Part files may stay behind when the connection is lost; the next upload overwrites them.
+    lost = f"SSH connection lost while uploading {names}"
     try:
         with contextlib.ExitStack() as files:
             opened = [files.enter_context(out.source.open("rb")) for out in outgoing]
             stream = _Concatenation(outgoing, opened)
             output = ssh.run(_receive_script(outgoing), as_root=False, stdin=stream)
     except (OSError, EOFError, paramiko.SSHException) as exc:
-        if not ssh.is_active:
-            # Part files may stay behind; the next run's upload overwrites them.
-            detail = f": {exc}" if str(exc) else ""
-            raise StageFailed(f"SSH connection lost while uploading {names}{detail}") from exc
+        # paramiko raises a bare EOFError when the socket is gone, sometimes before its own
+        # thread has noticed and marked the connection inactive.
+        if isinstance(exc, EOFError) or not ssh.is_active:
+            raise StageFailed(lost + (f": {exc}" if str(exc) else "")) from exc
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StageFailed(f"upload of {names} failed: {reason}") from exc
     if output.exit_status != 0:
+        if not ssh.is_active:  # the channel closed with the connection: no exit status came
+            raise StageFailed(lost)
         # The first complaint names the cause; later ones (tar's "Exiting with failure") don't.
         complaint = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
         raise StageFailed(f"upload of {names} failed: {complaint[0]}" + _space_note(ssh, outgoing))
