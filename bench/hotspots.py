@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.contenders import TOOLS_VENV, RunPaths, kenornir
-from bench.runner import BenchError, Runner
+from bench.runner import BenchError, Runner, slug
 
 PERF_HZ = 499  # samples per second per CPU: each sample stands for 1/PERF_HZ CPU seconds
 
@@ -108,15 +108,9 @@ def cpu_by_command(runner: Runner, contenders: Sequence[str], work_dir: Path) ->
     sections = []
     for contender in contenders:
         runner.reset_nodes()
-        slug = contender.replace(" ", "-")
-        paths = RunPaths(
-            work_dir / "runs" / f"cpu-{slug}",
-            work_dir / "runs" / "cpu-known_hosts",
-            runner.cache_dir,
-        )
-        shutil.rmtree(paths.run_dir, ignore_errors=True)
+        paths = runner.paths(contender, "cpu")  # measure() empties its run dir
         paths.known_hosts.unlink(missing_ok=True)
-        data = work_dir / f"cpu-{slug}.perf"
+        data = work_dir / f"cpu-{slug(contender)}.perf"
         record = [perf, "record", "-a", "-q", "-F", str(PERF_HZ), "-o", str(data), "--"]
         measured = runner.measure(contender, 0, paths, under=record)
         names = subprocess.run(

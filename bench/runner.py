@@ -32,6 +32,11 @@ RESET_COMMAND = "rm -rf /tmp/kubeedge /var/lib/kubeedge/*"
 log = logging.getLogger(__name__)
 
 
+def slug(contender: str) -> str:
+    """The contender's name as a file name part: `kenornir (2nd run)` -> `kenornir-2nd-run`."""
+    return contender.replace(" ", "-").replace("(", "").replace(")", "")
+
+
 class BenchError(RuntimeError):
     """A contender failed or left a node without the job done: its figures would mean nothing."""
 
@@ -71,11 +76,11 @@ class Runner:
             shift = (round_number - 1) % len(contenders)
             for contender in [*contenders[shift:], *contenders[:shift]]:
                 self.reset_nodes()
-                paths = self._paths(contender, round_number)
+                paths = self.paths(contender, f"round{round_number}")
                 paths.known_hosts.unlink(missing_ok=True)
                 measurements.append(self.measure(contender, round_number, paths))
                 if contender == KENORNIR and second_run:
-                    again = self._paths(KENORNIR_SECOND_RUN, round_number)
+                    again = self.paths(KENORNIR_SECOND_RUN, f"round{round_number}")
                     measurements.append(
                         self.measure(KENORNIR_SECOND_RUN, round_number, again, verify_runs=2)
                     )
@@ -159,11 +164,11 @@ class Runner:
                 f" ({problems[0]}); its output: {output}"
             )
 
-    def _paths(self, contender: str, round_number: int) -> RunPaths:
-        slug = contender.replace(" ", "-").replace("(", "").replace(")", "")
+    def paths(self, contender: str, label: str) -> RunPaths:
+        """Where a run labelled e.g. `round2` or `cpu` keeps its state, under runs_dir."""
         return RunPaths(
-            run_dir=self.runs_dir / f"round{round_number}-{slug}",
-            known_hosts=self.runs_dir / f"round{round_number}-known_hosts",
+            run_dir=self.runs_dir / f"{label}-{slug(contender)}",
+            known_hosts=self.runs_dir / f"{label}-known_hosts",
             cache_dir=self.cache_dir,
         )
 

@@ -463,8 +463,9 @@ def verbose_result(results: object) -> str:
 def add_prepare(subcommands: Subcommands) -> None:
     parser = subcommands.add_parser(
         "prepare",
-        help="only prepare (download or unpack and verify) the keadm packages",
-        description="The controller side alone: fill the cache with verified keadm binaries, "
+        help="only prepare (download or unpack, verify, compress) the keadm packages",
+        description="The controller side alone: fill the cache with verified keadm binaries "
+        "and their zstd frames, "
         "e.g. before going air-gapped. Exit 0, 3 when a package cannot be prepared, 130 on "
         "Ctrl-C.",
     )

@@ -11,6 +11,7 @@ from nornir.core.task import Result, Task
 import kenornir
 from kenornir.batch import RunOptions, prepare
 from kenornir.config import STAGING_DIR, load_config
+from kenornir.packages import KeadmPackage
 from kenornir.tasks import (
     connect,
     detect_arch,
@@ -34,6 +35,17 @@ def one_node_config(lab: Lab, lab_packages: dict[str, Path], tmp_path: Path) -> 
 
 def one_node_nornir(config: Path, tmp_path: Path) -> Nornir:
     return kenornir.init_nornir(config, ssh={"known_hosts": tmp_path / "known_hosts"})
+
+
+def joined_node(
+    lab: Lab, lab_packages: dict[str, Path], tmp_path: Path
+) -> tuple[Nornir, dict[str, KeadmPackage]]:
+    """The first lab node joined by join_node, with the nornir and packages that did it."""
+    config = one_node_config(lab, lab_packages, tmp_path)
+    packages = prepare(load_config(config), RunOptions(cache_dir=tmp_path / "cache"))
+    nr = one_node_nornir(config, tmp_path)
+    assert nr.run(task=join_node, packages=packages)[lab.nodes[0].name][0].result.status == "ok"
+    return nr, packages
 
 
 def test_probe_answers_what_the_tasks_ask_one_by_one(
@@ -68,11 +80,8 @@ def test_probe_answers_what_the_tasks_ask_one_by_one(
 def test_after_a_join_the_probe_sees_keadm_of_its_own_arch_only(
     lab: Lab, lab_packages: dict[str, Path], tmp_path: Path
 ) -> None:
-    config = one_node_config(lab, lab_packages, tmp_path)
-    packages = prepare(load_config(config), RunOptions(cache_dir=tmp_path / "cache"))
-    nr = one_node_nornir(config, tmp_path)
+    nr, packages = joined_node(lab, lab_packages, tmp_path)
     node = lab.nodes[0].name
-    assert nr.run(task=join_node, packages=packages)[node][0].result.status == "ok"
     keadm_per_arch = file_versions(
         [
             FileToSend(package.binary, f"{STAGING_DIR}/keadm", sha256=package.binary_sha256)
@@ -94,11 +103,8 @@ def test_after_a_join_the_probe_sees_keadm_of_its_own_arch_only(
 def test_keadm_without_its_note_is_hashed_and_a_changed_one_refused(
     lab: Lab, lab_packages: dict[str, Path], tmp_path: Path
 ) -> None:
-    config = one_node_config(lab, lab_packages, tmp_path)
-    packages = prepare(load_config(config), RunOptions(cache_dir=tmp_path / "cache"))
-    nr = one_node_nornir(config, tmp_path)
+    nr, packages = joined_node(lab, lab_packages, tmp_path)
     node = lab.nodes[0]
-    assert nr.run(task=join_node, packages=packages)[node.name][0].result.status == "ok"
     sha256 = packages[node.goarch].binary_sha256
 
     def keadm_version(task: Task) -> Result:

@@ -95,16 +95,15 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
 
     try:
         step(Stage.CONNECT, connect)
+        copy_from = dir_files(Path(host.data["copy_from"])) if host.data["copy_from"] else []
+        keadm = _keadm_per_arch(host.data, packages or {})
         # Every file the node may need, keadm for each arch: the probe learns the arch too.
-        candidates = [
-            version
-            for arch in (packages or {}).keys() or [None]
-            for version in file_versions(_files_for(host.data, packages or {}, arch))
-        ]
-        facts = step(Stage.ARCH, probe_node, versions=list(dict.fromkeys(candidates)))
+        candidates = file_versions([*copy_from, *keadm.values()])
+        facts = step(Stage.ARCH, probe_node, versions=candidates)
         outcome.arch = facts.arch
         step(Stage.STAGE_DIR, stage_dir, inspected=facts.staging)
-        files = _files_for(host.data, packages or {}, outcome.arch)
+        own_keadm = host.data["keadm_bin_dir"] is not None
+        files = copy_from if own_keadm else [*copy_from, keadm[outcome.arch]]
         outcome.changed += step(Stage.UPLOAD, upload_files, files=files, remote_state=facts.remote)
         if host.data["pre_run"]:
             step(Stage.PRE_RUN, pre_run)
@@ -129,20 +128,21 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
     return Result(host=host, result=outcome, failed=failed, changed=bool(outcome.changed))
 
 
-def _files_for(
-    data: Mapping[str, Any], packages: Mapping[str, PreparedBinary], arch: str | None
-) -> list[FileToSend]:
-    """copyFrom's files, and the keadm package for arch unless the node has its own keadm (or
-    arch is None: no package at all)."""
-    files = dir_files(Path(data["copy_from"])) if data["copy_from"] else []
-    if data["keadm_bin_dir"] is None and arch is not None:
-        package = packages[arch]
-        packed = PackedFile(package.tarball, package.binary_member, package.binary_zstd)
-        remote = f"{STAGING_DIR}/keadm"
-        files.append(
-            FileToSend(package.binary, remote, sha256=package.binary_sha256, packed=packed)
+def _keadm_per_arch(
+    data: Mapping[str, Any], packages: Mapping[str, PreparedBinary]
+) -> dict[str, FileToSend]:
+    """The keadm upload for each prepared arch; none when the node has its own keadm."""
+    if data["keadm_bin_dir"] is not None:
+        return {}
+    return {
+        arch: FileToSend(
+            package.binary,
+            f"{STAGING_DIR}/keadm",
+            sha256=package.binary_sha256,
+            packed=PackedFile(package.tarball, package.binary_member, package.binary_zstd),
         )
-    return files
+        for arch, package in packages.items()
+    }
 
 
 def _keadm_location(
