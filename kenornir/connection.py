@@ -184,7 +184,9 @@ class KenornirSSH:
         )
         self.sudo_password = password if login.auth == "password" else None
         key = load_private_key(login, host_extras.get("passphrase"))
-        host_keys = KnownHostsPolicy(self.settings.known_hosts, self.settings.host_key_policy)
+        host_keys = KnownHostsPolicy(
+            self.settings.known_hosts, self.settings.host_key_policy, hostname or "", port or 22
+        )
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(host_keys)
         timeout = self.settings.connect_timeout
@@ -201,7 +203,7 @@ class KenornirSSH:
                 banner_timeout=timeout,
                 auth_timeout=timeout,
                 channel_timeout=timeout,
-                transport_factory=gcm_first_transport,
+                transport_factory=functools.partial(host_keys.transport, gcm_first_transport),
             )
         except BaseException as exc:
             transport = client.get_transport()
@@ -213,7 +215,8 @@ class KenornirSSH:
                 # logged after the run it would reach the terminal as a traceback.
                 transport.join(_TRANSPORT_END_SECONDS)
             if isinstance(exc, Exception):
-                raise classify_connect_error(exc, login, timeout, answered=answered) from exc
+                failure = host_keys.explain(exc)
+                raise classify_connect_error(failure, login, timeout, answered=answered) from exc
             raise
         finally:
             self.notices = host_keys.notices

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
 import logging
+import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import paramiko
-from paramiko.hostkeys import HostKeyEntry
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +26,30 @@ HOST_KEY_POLICIES: tuple[str, ...] = get_args(HostKeyPolicyName)
 # read-compare-append so two new hosts never interleave their lines.
 _known_hosts_lock = threading.Lock()
 
+REVOKED = "@revoked"
+CERT_AUTHORITY = "@cert-authority"
+# The algorithms (OpenSSH's HostKeyAlgorithms names) a server presents a key of this type
+# with; any other type is its own algorithm. paramiko offers only those it implements.
+_ALGORITHMS_OF_KEY_TYPE = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+# What paramiko raises when the server offers none of the host key algorithms we offer.
+_NO_ACCEPTABLE_HOST_KEY = "no acceptable host key"
+
 
 class HostKeyError(paramiko.SSHException):
     """The node's host key was refused; the message says which file and line to look at."""
 
 
 @dataclass(frozen=True)
-class KnownKey:
-    line_number: int
-    key: paramiko.PKey
+class KnownHostsLine:
+    """One valid key line of a known_hosts file whose host patterns name the host looked up."""
+
+    number: int  # 1-based
+    marker: str  # "", REVOKED or CERT_AUTHORITY
+    key_type: str
+    key_blob: bytes
+
+    def holds(self, key: paramiko.PKey) -> bool:
+        return self.key_blob == key.asbytes()
 
 
 def known_host_name(hostname: str, port: int) -> str:
@@ -36,29 +57,113 @@ def known_host_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
-def _entry_matches(entry_name: str, host_name: str) -> bool:
-    if entry_name.startswith("|1|"):
-        salt = entry_name.split("|")[2]
-        return paramiko.HostKeys.hash_host(host_name, salt) == entry_name
-    return entry_name == host_name
+def host_field_matches(host_field: str, host_name: str) -> bool:
+    """The host field of a known_hosts line names host_name, as OpenSSH reads it.
+
+    A hashed field (`|1|salt|hmac`) names one host. Otherwise it is a comma list of patterns
+    with `*` and `?` wildcards, where a matching `!pattern` excludes the host whatever else
+    matches. Names compare case-insensitively (OpenSSH lowercases them before looking up).
+    """
+    name = host_name.lower()
+    if host_field.startswith("|"):
+        return _hashed_name_matches(host_field, name)
+    matched = False
+    for pattern in host_field.split(","):
+        negated = pattern.startswith("!")
+        if _wildcard(pattern[1:] if negated else pattern).fullmatch(name):
+            if negated:
+                return False
+            matched = True
+    return matched
 
 
-def find_known_keys(known_hosts: Path, host_name: str) -> list[KnownKey]:
-    """Every key recorded for host_name in known_hosts, with its 1-based line number."""
-    if not known_hosts.exists():
+def _hashed_name_matches(host_field: str, name: str) -> bool:
+    parts = host_field.split("|")
+    if len(parts) != 4 or parts[1] != "1":
+        return False
+    try:
+        salt = base64.b64decode(parts[2], validate=True)
+        digest = base64.b64decode(parts[3], validate=True)
+    except binascii.Error:
+        return False
+    return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), digest)
+
+
+@functools.lru_cache(maxsize=256)
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(regex, re.IGNORECASE | re.DOTALL)
+
+
+def lines_for_host(
+    known_hosts: Path, host_name: str, on_bad_line: Callable[[str], None] | None = None
+) -> list[KnownHostsLine]:
+    """The valid key lines of known_hosts that name host_name, in file order.
+
+    A line naming the host that OpenSSH would skip (unknown marker, unreadable key) is skipped
+    too, and described to on_bad_line: the operator may believe it protects the host.
+
+    Raises:
+        HostKeyError: known_hosts exists but cannot be read.
+    """
+    try:
+        text = known_hosts.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise HostKeyError(
+            f"cannot check the host key: cannot read {known_hosts}: {exc.strerror or exc}"
+        ) from None
     found = []
-    with known_hosts.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip() or line.lstrip().startswith(("#", "@")):
-                continue
-            try:
-                entry = HostKeyEntry.from_line(line, lineno=number)
-            except (paramiko.SSHException, ValueError):
-                continue
-            if entry is not None and any(_entry_matches(n, host_name) for n in entry.hostnames):
-                found.append(KnownKey(number, entry.key))
+    for number, line in enumerate(text.split("\n"), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = fields.pop(0) if fields[0].startswith("@") else ""
+        if len(fields) < 3 or not host_field_matches(fields[0], host_name):
+            continue
+        key_type = fields[1]
+        if marker not in ("", REVOKED, CERT_AUTHORITY):
+            problem = f"unknown marker {marker}"
+        elif (blob := _key_blob(key_type, fields[2])) is None:
+            problem = f"not a readable {key_type} key"
+        else:
+            found.append(KnownHostsLine(number, marker, key_type, blob))
+            continue
+        if on_bad_line is not None:
+            on_bad_line(f"line {number} of {known_hosts} ignored: {problem}")
     return found
+
+
+def _key_blob(key_type: str, key_text: str) -> bytes | None:
+    """The key's wire encoding, or None when it is not base64 of a key of key_type."""
+    try:
+        blob = base64.b64decode(key_text, validate=True)
+    except binascii.Error:
+        return None
+    # The blob starts with its own type name, which OpenSSH requires to match the line's.
+    return blob if paramiko.Message(blob).get_string() == key_type.encode() else None
+
+
+def _plain_keys(lines: Sequence[KnownHostsLine]) -> list[KnownHostsLine]:
+    # @cert-authority lines vouch for host certificates, which kenornir does not check: they
+    # make no key known (such a host counts as new), and @revoked lines only ever refuse.
+    return [line for line in lines if line.marker == ""]
+
+
+def _lines_text(lines: Sequence[KnownHostsLine], known_hosts: Path) -> str:
+    numbers = ", ".join(str(line.number) for line in lines)
+    return f"line{'s' if len(lines) > 1 else ''} {numbers} of {known_hosts}"
+
+
+def _changed(known_hosts: Path, host_name: str, known: Sequence[KnownHostsLine], what: str) -> str:
+    """The refusal of a host whose key is not one of its known lines, and how to undo it."""
+    types = ", ".join(sorted({line.key_type for line in known}))
+    return (
+        f"host key of {host_name} changed ({what}; {known_hosts} holds {types}): possible "
+        f"man-in-the-middle; remove {_lines_text(known, known_hosts)} "
+        f"(ssh-keygen -R '{host_name}' -f {known_hosts}) if the node was reinstalled"
+    )
 
 
 def _append_known_key(known_hosts: Path, host_name: str, key: paramiko.PKey) -> None:
@@ -68,35 +173,39 @@ def _append_known_key(known_hosts: Path, host_name: str, key: paramiko.PKey) -> 
 
 
 def verify_host_key(
-    known_hosts: Path, policy: HostKeyPolicyName, host_name: str, key: paramiko.PKey
+    known_hosts: Path,
+    policy: HostKeyPolicyName,
+    host_name: str,
+    key: paramiko.PKey,
+    on_bad_line: Callable[[str], None] | None = None,
 ) -> str | None:
     """Accept key for host_name under policy, learning it when the policy says so.
 
+    A key on a matching @revoked line is refused under every policy. When known_hosts holds
+    any key for the host, any other key is a changed one, whatever its type.
+
     Returns a warning for the node's log when a changed key was accepted (policy ignore).
-    Raises HostKeyError when the policy refuses the key.
+    Raises HostKeyError when the key is refused.
     """
+    presented = f"{key.get_name()} {key.fingerprint}"
     with _known_hosts_lock:
-        known = find_known_keys(known_hosts, host_name)
-        same_type = [k for k in known if k.key.get_name() == key.get_name()]
-        if any(k.key == key for k in same_type):
-            return None
-        if same_type:
-            stale = same_type[0]
-            removal = (
-                f"remove line {stale.line_number} of {known_hosts} "
-                f"(ssh-keygen -R '{host_name}' -f {known_hosts}) if the node was reinstalled"
-            )
-            if policy == "ignore":
-                warning = (
-                    f"host key of {host_name} changed ({key.get_name()} {key.fingerprint}); "
-                    f"accepted under --host-key-policy ignore; {removal}"
-                )
-                log.warning("%s", warning)
-                return warning
+        lines = lines_for_host(known_hosts, host_name, on_bad_line)
+        revoked = [line for line in lines if line.marker == REVOKED and line.holds(key)]
+        if revoked:
             raise HostKeyError(
-                f"host key of {host_name} changed ({key.get_name()} "
-                f"{key.fingerprint}): possible man-in-the-middle; {removal}"
+                f"host key of {host_name} ({presented}) is revoked by "
+                f"{_lines_text(revoked, known_hosts)}: refused under every host key policy"
             )
+        known = _plain_keys(lines)
+        if any(line.holds(key) for line in known):
+            return None
+        if known and policy == "ignore":
+            warning = _changed(known_hosts, host_name, known, f"it presented {presented}")
+            warning += "; accepted under --host-key-policy ignore"
+            log.warning("%s", warning)
+            return warning
+        if known:
+            raise HostKeyError(_changed(known_hosts, host_name, known, f"it presented {presented}"))
         if policy == "strict":
             raise HostKeyError(
                 f"host key of {host_name} is not in {known_hosts} (policy strict: add it with "
@@ -109,20 +218,82 @@ def verify_host_key(
 
 
 class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
-    """paramiko hook: the client loads no host keys, so every key comes through here.
+    """Checks one node's host key: what its transport offers, then the key it presents.
 
-    `notices` collects the warnings of accepted changed keys, for the node's log.
+    The SSHClient loads no host keys, so every key comes through missing_host_key.
+    `notices` collects warnings for the node's log (accepted changed keys, skipped lines).
     """
 
-    def __init__(self, known_hosts: Path, policy: HostKeyPolicyName) -> None:
+    def __init__(
+        self, known_hosts: Path, policy: HostKeyPolicyName, hostname: str, port: int
+    ) -> None:
         self.known_hosts = known_hosts
         self.policy = policy
+        # The name paramiko passes to missing_host_key too; needed before that, for transport.
+        self.host_name = known_host_name(hostname, port)
         self.notices: list[str] = []
+        # The known keys the transport was limited to, and whether paramiko can check any.
+        self._offered_only: list[KnownHostsLine] = []
+        self._any_checkable = True
+
+    def transport(
+        self, make_transport: Callable[..., paramiko.Transport], sock: Any, /, **options: Any
+    ) -> paramiko.Transport:
+        """make_transport(sock, **options), offering the host key types known for the node.
+
+        For SSHClient.connect's transport_factory, through functools.partial. Like OpenSSH:
+        when known_hosts holds keys for the node, a node that can present one of them must,
+        and one that cannot fails the key exchange (see explain) instead of presenting an
+        unknown key of another type. Under policy ignore the known types only come first.
+        """
+        try:
+            with _known_hosts_lock:
+                known = _plain_keys(lines_for_host(self.known_hosts, self.host_name))
+        except HostKeyError:
+            sock.close()  # SSHClient closes the socket only once a transport has it
+            raise
+        transport = make_transport(sock, **options)
+        security = transport.get_security_options()
+        if not known:
+            return transport
+        usable = {
+            algorithm
+            for line in known
+            for algorithm in _ALGORITHMS_OF_KEY_TYPE.get(line.key_type, (line.key_type,))
+        }
+        matching = tuple(a for a in security.key_types if a in usable)
+        if self.policy == "ignore":
+            security.key_types = matching + tuple(a for a in security.key_types if a not in usable)
+        else:
+            security.key_types = matching
+            self._offered_only = known
+            self._any_checkable = bool(matching)
+        return transport
+
+    def explain(self, exc: Exception) -> Exception:
+        """exc, or the host key refusal it stands for: the node offered no known key type."""
+        if not (
+            self._offered_only
+            and isinstance(exc, paramiko.ssh_exception.IncompatiblePeer)
+            and _NO_ACCEPTABLE_HOST_KEY in str(exc)
+        ):
+            return exc
+        what = (
+            "it offers none of the key types known for it"
+            if self._any_checkable
+            else "kenornir cannot check any of the key types known for it"
+        )
+        return HostKeyError(_changed(self.known_hosts, self.host_name, self._offered_only, what))
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
-        # paramiko already passes `[host]:port` for non-default ports.
-        notice = verify_host_key(self.known_hosts, self.policy, hostname, key)
+        notice = verify_host_key(
+            self.known_hosts, self.policy, self.host_name, key, self._note_bad_line
+        )
         if notice is not None:
             self.notices.append(notice)
+
+    def _note_bad_line(self, message: str) -> None:
+        log.warning("%s", message)
+        self.notices.append(message)

@@ -128,10 +128,12 @@ class Lab:
             *command,
         ]
 
-    def host_public_key(self, name: str) -> str:
-        """The node's host key as an OpenSSH public key line ("ssh-ed25519 AAAA... node-001")."""
+    def host_public_key(self, name: str, key_type: str = nodes_.HOST_KEY_TYPES[0]) -> str:
+        """The node's host key of key_type as an OpenSSH public key line
+        ("ssh-ed25519 AAAA... node-001")."""
         self._record(name)
-        return nodes_.host_key_path(self._node_dir(name)).with_suffix(".pub").read_text().strip()
+        key = nodes_.host_key_path(self._node_dir(name), key_type)
+        return key.with_suffix(".pub").read_text().strip()
 
     def exec(
         self, name: str, command: str | Sequence[str], stdin: str | None = None, timeout: float = 60
@@ -309,6 +311,14 @@ class Lab:
         key.with_suffix(".pub").unlink()
         self.start_sshd(name)
         return self.host_public_key(name)
+
+    def add_host_key(self, name: str, key_type: str) -> str:
+        """Give the node a host key of another type (ecdsa, rsa) beside its ed25519 one and
+        restart its sshd; returns the new public key line."""
+        self.stop_sshd(name)
+        nodes_.add_host_key(self._node_dir(name), key_type, comment=name)
+        self.start_sshd(name)
+        return self.host_public_key(name, key_type)
 
     # Internals.
 

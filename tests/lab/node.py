@@ -21,6 +21,8 @@ ARCH_CYCLE = ("x86_64", "aarch64", "armv7l")
 SSH_PORT = 22
 KUBEEDGE_TMPFS_MB = 64
 HOME_TMPFS_MB = 16
+# Host key types a node can have (ssh-keygen -t names); every node has ed25519, the first.
+HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 
 _UNAME_WRAPPER = Path(__file__).with_name("uname_wrapper.sh")
 HOLDER_TAG = "kenornir-lab-holder"
@@ -98,8 +100,20 @@ def prepare_node_dir(node_dir: Path, node: LabNode) -> None:
     sshd_config_path(node_dir).write_text(_sshd_config(node_dir, node))
 
 
-def host_key_path(node_dir: Path) -> Path:
-    return node_dir / "ssh_host_ed25519_key"
+def host_key_path(node_dir: Path, key_type: str = HOST_KEY_TYPES[0]) -> Path:
+    return node_dir / f"ssh_host_{key_type}_key"
+
+
+def add_host_key(node_dir: Path, key_type: str, comment: str) -> None:
+    """Give the node a host key of another type; its sshd offers it from its next start."""
+    if key_type not in HOST_KEY_TYPES:
+        raise ValueError(f"host key type must be one of {HOST_KEY_TYPES}, not {key_type!r}")
+    path = host_key_path(node_dir, key_type)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def sshd_config_path(node_dir: Path) -> Path:
@@ -107,10 +121,15 @@ def sshd_config_path(node_dir: Path) -> Path:
 
 
 def _sshd_config(node_dir: Path, node: LabNode) -> str:
+    host_keys = "\n".join(
+        f"HostKey {host_key_path(node_dir, key_type)}"
+        for key_type in HOST_KEY_TYPES
+        if host_key_path(node_dir, key_type).is_file()
+    )
     return f"""\
 # kenornir lab node {node.name} ({node.arch}); written by tests/lab, rewritten on every start.
 ListenAddress {node.address}:{node.port}
-HostKey {host_key_path(node_dir)}
+{host_keys}
 PidFile none
 LogLevel INFO
 # Root logins with the lab key or the lab password, the edge user likewise.
