@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import io
 import logging
+import secrets
 import select
-import shlex
 import socket
 import threading
 import time
@@ -18,20 +19,17 @@ import paramiko
 from nornir.core.configuration import Config
 from nornir.core.task import Task
 
+from kenornir import shell
 from kenornir.hostkeys import HostKeyPolicyName, KnownHostsPolicy
 
 log = logging.getLogger(__name__)
 
 CONNECTION_NAME = "kenornir_ssh"
-# The first stdout line of every wrapped command carries the remote process group id, so an
-# interrupted or timed-out command can be killed on the node, not just abandoned.
-_PGID_MARK = "__kenornir_pgid="
 # Output kept in memory per stream; every line still reaches the line callback.
 OUTPUT_TAIL_BYTES = 256 * 1024
 _POLL_SECONDS = 0.2
 _STDIN_CHUNK_BYTES = 256 * 1024
 _TRANSPORT_END_SECONDS = 5.0
-_KILL_GRACE_SECONDS = 5
 
 StreamName = Literal["stdout", "stderr"]
 LineCallback = Callable[[StreamName, str], None]
@@ -149,6 +147,8 @@ class KenornirSSH:
         self.settings = SSHSettings()
         self.sudo = False
         self.sudo_password: str | None = None
+        # What sudo asks for the password with: unique, so no command output passes for it.
+        self.password_prompt = f"[kenornir-sudo:{secrets.token_hex(8)}]"
         self.host = ""
         self.stop_event: threading.Event | None = None
         self.notices: list[str] = []  # warnings from the login, for the node's log
@@ -245,40 +245,61 @@ class KenornirSSH:
         as_root: bool = True,
         stdin: ByteSource | None = None,
     ) -> CommandResult:
-        """Run command on the node (through sudo on sudo hosts when as_root).
+        """Run the shell script command on the node (through sudo on sudo hosts when as_root).
 
-        Both streams are read as they arrive, so a chatty stderr never blocks stdout. When the
-        timeout passes or the run is stopped, the remote process group is killed. stdin, when
-        given, is streamed to the command (and closed) before its output is awaited.
+        The script reaches the node on the command's stdin, not in any process's argv, so what
+        it holds (a token) shows in no process list or sudo log; only the program it starts
+        (keadm) carries its own arguments. When stdin data is given, the script travels in the
+        argv instead (it must hold no secret) and the data is streamed to it. Both output
+        streams are read as they arrive, so a chatty stderr never blocks stdout. When the
+        timeout passes or the run is stopped, the remote process group is killed.
         """
-        limit = self.settings.command_timeout if timeout is None else timeout
-        use_sudo = self.sudo and as_root
         if self._stop_requested():
             raise CommandInterrupted("interrupted before the command started")
-        ask_password = bool(self.sudo_password)
+        limit = self.settings.command_timeout if timeout is None else timeout
+        return self._execute(
+            command, limit, use_sudo=self.sudo and as_root, on_line=on_line, data=stdin
+        )
+
+    def _execute(
+        self,
+        command: str,
+        limit: float,
+        *,
+        use_sudo: bool,
+        on_line: LineCallback | None = None,
+        data: ByteSource | None = None,
+        stoppable: bool = True,
+    ) -> CommandResult:
+        prompt = self.password_prompt if use_sudo and self.sudo_password else None
+        line = shell.launch_line(
+            limit,
+            sudo=use_sudo,
+            password_prompt=prompt,
+            inline_script=command if data is not None else None,
+        )
+        body = data if data is not None else io.BytesIO(shell.stdin_script(command))
         # Before the exec request: the node's `timeout` starts after it, so a command it killed
         # always shows at least `limit` seconds here (see timed_out below).
         started = time.monotonic()
-        channel = self._exec(
-            wrap_command(command, limit, sudo=use_sudo, ask_password=ask_password), use_sudo
-        )
-        stdout = _StreamCollector("stdout", on_line)
-        stderr = _StreamCollector("stderr", on_line)
-        pgid = _PgidReader(stdout)
+        channel = self._open_channel()
+        channel.exec_command(line)
+        remote = _RemoteOutput(channel, on_line, prompt)
         # The node's own `timeout` fires first; the controller's deadline is the fallback.
-        deadline = started + limit + 2 * _KILL_GRACE_SECONDS
+        deadline = started + limit + 2 * shell.KILL_GRACE_SECONDS
         timed_out = False
         try:
-            if stdin is not None:
-                self._feed(channel, stdin, pgid, stderr, use_sudo)
+            if prompt is None or self._pass_sudo(channel, remote):
+                self._feed(channel, body, remote, use_sudo, stoppable)
             channel.shutdown_write()
             while True:
-                self._stop_if_requested(channel, pgid, stderr, use_sudo)
+                if stoppable:
+                    self._stop_if_requested(channel, remote, use_sudo)
                 if time.monotonic() > deadline:
                     timed_out = True
-                    self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
+                    self._kill_remote(remote.await_pgid(), use_sudo)
                     break
-                _drain(channel, pgid, stderr)
+                remote.drain()
                 finished = channel.exit_status_ready() and (channel.eof_received or channel.closed)
                 if finished and not (channel.recv_ready() or channel.recv_stderr_ready()):
                     break
@@ -289,21 +310,42 @@ class KenornirSSH:
         # coreutils timeout exits 124 when it fired on the node (137 when it had to KILL).
         elapsed = time.monotonic() - started
         timed_out = timed_out or (exit_status in (124, 137) and elapsed >= limit)
-        return CommandResult(
-            exit_status=exit_status,
-            stdout=pgid.finish(),
-            stderr=stderr.finish(),
-            timed_out=timed_out,
-            dropped_bytes=stdout.dropped + stderr.dropped,
-        )
+        return remote.result(exit_status, timed_out)
+
+    def _pass_sudo(self, channel: paramiko.Channel, remote: _RemoteOutput) -> bool:
+        """Answer sudo's password prompt, only if it asks, and wait until the command starts.
+
+        The password goes to stdin only once sudo's own prompt (unique to this connection) has
+        shown on stderr: with NOPASSWD or a cached credential sudo asks nothing, and the
+        command would read the password instead. Returns whether the command started; when
+        sudo refuses the password (it asks again) or never lets the command start, it does not,
+        and what sudo said is the command's stderr.
+        """
+        deadline = time.monotonic() + self.settings.connect_timeout
+        answered = False
+        while remote.pgid.value is None and not channel.exit_status_ready():
+            if remote.prompts > 1:  # asked again: the password was refused
+                return False
+            if remote.prompts == 1 and not answered:
+                channel.sendall((f"{self.sudo_password}\n").encode())
+                answered = True
+            if time.monotonic() > deadline:
+                remote.complain(
+                    f"kenornir: sudo did not start the command within "
+                    f"{self.settings.connect_timeout:g}s"
+                )
+                return False
+            select.select([channel], [], [], _POLL_SECONDS)
+            remote.drain()
+        return remote.pgid.value is not None
 
     def _feed(
         self,
         channel: paramiko.Channel,
         stdin: ByteSource,
-        pgid: _PgidReader,
-        stderr: _StreamCollector,
+        remote: _RemoteOutput,
         use_sudo: bool,
+        stoppable: bool,
     ) -> None:
         """Stream stdin to the command, draining its output as we go so neither side stalls.
 
@@ -311,38 +353,26 @@ class KenornirSSH:
         status and stderr tell why, where the closed channel would only say it is closed.
         """
         while chunk := stdin.read(_STDIN_CHUNK_BYTES):
-            self._stop_if_requested(channel, pgid, stderr, use_sudo)
+            if stoppable:
+                self._stop_if_requested(channel, remote, use_sudo)
             try:
                 channel.sendall(chunk)
             except OSError:
                 if self.is_active and channel.status_event.is_set():
                     return
                 raise
-            _drain(channel, pgid, stderr)
+            remote.drain()
 
     def _stop_requested(self) -> bool:
         return self.stop_event is not None and self.stop_event.is_set()
 
     def _stop_if_requested(
-        self,
-        channel: paramiko.Channel,
-        pgid: _PgidReader,
-        stderr: _StreamCollector,
-        use_sudo: bool,
+        self, channel: paramiko.Channel, remote: _RemoteOutput, use_sudo: bool
     ) -> None:
         """When the run is being stopped: kill the command on the node, CommandInterrupted."""
         if self._stop_requested():
-            self._kill_remote(_await_pgid(channel, pgid, stderr), use_sudo)
-            # The command line may hold secrets; the caller names what it was.
+            self._kill_remote(remote.await_pgid(), use_sudo)
             raise CommandInterrupted("interrupted; the command was stopped on the node")
-
-    def _exec(self, command: str, use_sudo: bool) -> paramiko.Channel:
-        """Start command on a new channel, answering sudo's password prompt when there is one."""
-        channel = self._open_channel()
-        channel.exec_command(command)
-        if use_sudo and self.sudo_password:
-            channel.sendall((self.sudo_password + "\n").encode())
-        return channel
 
     def _open_channel(self) -> paramiko.Channel:
         transport = self.connection.get_transport()
@@ -354,19 +384,102 @@ class KenornirSSH:
         """Terminate the remote command's process group, then kill it after a grace period."""
         if not pgid:  # unknown, or 0 (no mark line): `kill -- -0` would hit the kill itself
             return
-        kill = (
-            f"kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null; true"
-        )
-        if use_sudo:
-            kill = sudo_prefix(bool(self.sudo_password)) + shlex.quote(kill)
         try:
-            channel = self._exec(kill, use_sudo)
-            channel.shutdown_write()
-            channel.settimeout(_KILL_GRACE_SECONDS + 5)
-            channel.recv_exit_status()
-            channel.close()
+            self._execute(
+                shell.stop_group(pgid),
+                shell.KILL_GRACE_SECONDS + 5,
+                use_sudo=use_sudo,
+                stoppable=False,
+            )
         except (paramiko.SSHException, OSError) as exc:
             log.warning("could not stop process group %s on %s: %s", pgid, self.host, exc)
+
+
+class _SudoPromptFilter:
+    """Counts sudo's password prompt in stderr and keeps it out of the command's stderr.
+
+    Until the command has started, a prompt may arrive split across reads: a tail that could be
+    its beginning is held back.
+    """
+
+    def __init__(self, prompt: bytes, stderr: _StreamCollector) -> None:
+        self.prompt = prompt
+        self.stderr = stderr
+        self.count = 0
+        self.held = b""
+
+    def feed(self, data: bytes) -> None:
+        data = self.held + data
+        self.count += data.count(self.prompt)
+        data = data.replace(self.prompt, b"")
+        keep = next(
+            (n for n in range(len(self.prompt) - 1, 0, -1) if data.endswith(self.prompt[:n])), 0
+        )
+        self.held = data[len(data) - keep :] if keep else b""
+        self.stderr.feed(data[: len(data) - keep])
+
+    def flush(self) -> None:
+        self.stderr.feed(self.held)
+        self.held = b""
+
+
+class _RemoteOutput:
+    """One command's two output streams: the process-group line off stdout, sudo's prompt off
+    stderr, the rest to the line callback and a bounded tail."""
+
+    def __init__(
+        self, channel: paramiko.Channel, on_line: LineCallback | None, prompt: str | None
+    ) -> None:
+        self.channel = channel
+        self.stdout = _StreamCollector("stdout", on_line)
+        self.stderr = _StreamCollector("stderr", on_line)
+        self.pgid = _PgidReader(self.stdout)
+        self.prompt_filter = (
+            _SudoPromptFilter(prompt.encode(), self.stderr) if prompt is not None else None
+        )
+
+    @property
+    def prompts(self) -> int:
+        """How often sudo has asked for the password."""
+        return self.prompt_filter.count if self.prompt_filter is not None else 0
+
+    def drain(self) -> None:
+        while self.channel.recv_ready():
+            self.pgid.feed(self.channel.recv(65536))
+        while self.channel.recv_stderr_ready():
+            data = self.channel.recv_stderr(65536)
+            if self.prompt_filter is not None:
+                self.prompt_filter.feed(data)
+            else:
+                self.stderr.feed(data)
+
+    def complain(self, line: str) -> None:
+        """Add kenornir's own line to the command's stderr."""
+        self.stderr.feed(f"{line}\n".encode())
+
+    def await_pgid(self) -> int | None:
+        """The remote process group, waiting for the command's first line if it has not come.
+
+        A stop right after the command was sent would otherwise find no group to kill, and the
+        command would run on unattended.
+        """
+        deadline = time.monotonic() + shell.KILL_GRACE_SECONDS
+        while self.pgid.value is None and time.monotonic() < deadline and not self.channel.closed:
+            self.drain()
+            if self.pgid.value is None:
+                select.select([self.channel], [], [], _POLL_SECONDS)
+        return self.pgid.value
+
+    def result(self, exit_status: int, timed_out: bool) -> CommandResult:
+        if self.prompt_filter is not None:
+            self.prompt_filter.flush()
+        return CommandResult(
+            exit_status=exit_status,
+            stdout=self.pgid.finish(),
+            stderr=self.stderr.finish(),
+            timed_out=timed_out,
+            dropped_bytes=self.stdout.dropped + self.stderr.dropped,
+        )
 
 
 class _PgidReader:
@@ -385,8 +498,8 @@ class _PgidReader:
             line, _, data = (self.head + data).partition(b"\n")
             self.head = b""
             text = line.decode("ascii", errors="replace")
-            if text.startswith(_PGID_MARK) and text[len(_PGID_MARK) :].isdigit():
-                self.value = int(text[len(_PGID_MARK) :])
+            if text.startswith(shell.PGID_MARK) and text[len(shell.PGID_MARK) :].isdigit():
+                self.value = int(text[len(shell.PGID_MARK) :])
             else:
                 data = line + b"\n" + data
                 self.value = 0
@@ -397,50 +510,6 @@ class _PgidReader:
         if self.head:
             self.stdout.feed(self.head)
         return self.stdout.finish()
-
-
-def _await_pgid(
-    channel: paramiko.Channel, pgid: _PgidReader, stderr: _StreamCollector
-) -> int | None:
-    """The remote process group, waiting for the command's first line if it has not come yet.
-
-    A stop right after the command was sent would otherwise find no group to kill, and the
-    command would run on unattended.
-    """
-    deadline = time.monotonic() + _KILL_GRACE_SECONDS
-    while pgid.value is None and time.monotonic() < deadline and not channel.closed:
-        _drain(channel, pgid, stderr)
-        if pgid.value is None:
-            select.select([channel], [], [], _POLL_SECONDS)
-    return pgid.value
-
-
-def _drain(channel: paramiko.Channel, stdout: _PgidReader, stderr: _StreamCollector) -> None:
-    while channel.recv_ready():
-        stdout.feed(channel.recv(65536))
-    while channel.recv_stderr_ready():
-        stderr.feed(channel.recv_stderr(65536))
-
-
-def sudo_prefix(ask_password: bool) -> str:
-    # -S reads the password from stdin; -p '' keeps sudo's prompt out of the output.
-    return "sudo -S -p '' -- /bin/sh -c " if ask_password else "sudo -n -- /bin/sh -c "
-
-
-def wrap_command(command: str, timeout: float, *, sudo: bool, ask_password: bool = False) -> str:
-    """The remote line: report the process group, then run command under coreutils timeout.
-
-    `timeout` makes itself a process group leader, so its pid is the group to kill, and the node
-    itself stops a runaway command even when the controller has gone away.
-    """
-    seconds = max(1, int(timeout))
-    inner = (
-        f"echo {_PGID_MARK}$$; exec timeout -k {_KILL_GRACE_SECONDS} {seconds} "
-        f"/bin/sh -c {shlex.quote(command)}"
-    )
-    if sudo:
-        return sudo_prefix(ask_password) + shlex.quote(inner)
-    return inner
 
 
 @dataclass(frozen=True)

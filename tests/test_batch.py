@@ -132,9 +132,15 @@ def test_no_more_than_max_run_num_nodes_at_once(first_run: BatchRun, lab: Lab) -
     assert 2 <= max_overlap(intervals) <= 3
 
 
-def test_sudo_node_ran_keadm_as_root(first_run: BatchRun, lab: Lab) -> None:
-    owner = lab.exec(SUDO_NODE, "stat -c %U /var/lib/kubeedge/keadm-join.log /tmp/kubeedge/keadm")
-    assert owner.stdout.split() == ["root", lab.edge_user]
+def test_sudo_node_ran_keadm_as_root_from_a_dir_only_root_may_write(
+    first_run: BatchRun, lab: Lab
+) -> None:
+    owner = lab.exec(
+        SUDO_NODE,
+        "stat -c '%U %a' /var/lib/kubeedge/keadm-join.log /tmp/kubeedge /tmp/kubeedge/keadm "
+        "/tmp/kubeedge/keadm/keadm",
+    )
+    assert owner.stdout.splitlines() == ["root 644", "root 755", "root 755", "root 755"]
 
 
 def test_second_run_uploads_nothing_and_still_runs_keadm(

@@ -62,7 +62,7 @@ def test_probe_answers_what_the_tasks_ask_one_by_one(
         created = task.run(task=stage_dir)[0]
         uploaded = task.run(task=upload_dir, local_dir=copy_from)[0]
         after = task.run(task=probe_node, versions=versions)[0].result
-        again = task.run(task=stage_dir, inspected=after.staging)[0]
+        again = task.run(task=stage_dir, verdict=after.staging)[0]
         return Result(host=task.host, result=(before, arch, created, uploaded, after, again))
 
     nr = one_node_nornir(one_node_config(lab, lab_packages, tmp_path), tmp_path)
@@ -70,7 +70,7 @@ def test_probe_answers_what_the_tasks_ask_one_by_one(
     assert not result.failed, result[lab.nodes[0].name][0].exception
     before, arch, created, uploaded, after, again = result[lab.nodes[0].name][0].result
     assert before.arch == arch == lab.nodes[0].goarch
-    assert before.staging[1:] == []  # nothing staged yet: only the login uid
+    assert (before.staging, after.staging) == ("missing", "ok")  # nothing staged yet, then staged
     assert before.remote.unchanged == frozenset() and before.remote.has_zstd
     assert created.changed and uploaded.changed
     assert after.remote.unchanged == frozenset(versions)

@@ -1,6 +1,6 @@
 """kenornir's Nornir tasks: each usable alone with any Nornir object, or composed by join_node."""
 
-from kenornir.tasks.command import keadm_command_line, run_keadm
+from kenornir.tasks.command import run_keadm
 from kenornir.tasks.connect import connect
 from kenornir.tasks.facts import NodeFacts, detect_arch, probe_node
 from kenornir.tasks.hooks import post_run, pre_run
@@ -12,7 +12,6 @@ __all__ = [
     "connect",
     "detect_arch",
     "join_node",
-    "keadm_command_line",
     "post_run",
     "pre_run",
     "probe_node",

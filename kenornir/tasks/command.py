@@ -4,45 +4,23 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import shlex
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
 
 from nornir.core.task import Result, Task
 
+from kenornir import shell
 from kenornir.connection import CommandInterrupted, CommandResult, StreamName, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
-from kenornir.tasks.transfer import KEADM_MODE, same_file_test
-from kenornir.template import remote_command_line
+from kenornir.shell import FileVersion
+from kenornir.tasks.transfer import KEADM_MODE
+from kenornir.template import mask_secrets
 
-# Exit status of the guard that refuses a keadm binary altered after it was uploaded.
-BINARY_CHANGED_EXIT = 197
 LOG_HEAD_BYTES = 1024 * 1024
 LOG_TAIL_BYTES = 256 * 1024
 STREAMS: tuple[StreamName, ...] = ("stdout", "stderr")
-
-
-def keadm_command_line(keadm_cmd: str, workdir: str, binary_sha256: str | None = None) -> str:
-    """The remote line (template.remote_command_line), guarded by the binary's sha256 if given.
-
-    The guard runs in the same shell right before keadm, so nothing can swap the binary between
-    the check and the run. A keadm kenornir uploaded is vouched for by the note it left beside
-    it (transfer.same_file_test: no need to read 80 MB again); any other is hashed.
-    """
-    line = remote_command_line(keadm_cmd, workdir)
-    if binary_sha256 is None:
-        return line
-    binary = posixpath.join(workdir, "keadm")
-    quoted = shlex.quote(binary)
-    # openssl hashes about 3x faster than coreutils (SHA extensions); sha256sum where it is absent.
-    digest = f"{{ openssl dgst -sha256 -r {quoted} 2>/dev/null || sha256sum {quoted}; }}"
-    hashed = f'[ "$({digest} | cut -d" " -f1)" = {binary_sha256} ]'
-    guard = (
-        f"{{ {same_file_test(binary, binary_sha256, KEADM_MODE)} || {hashed}; }} || "
-        f"{{ echo 'kenornir: keadm on the node is not the uploaded binary' >&2; "
-        f"exit {BINARY_CHANGED_EXIT}; }}"
-    )
-    return f"{guard} && {line}"
 
 
 def last_line(output: CommandResult) -> str:
@@ -101,10 +79,13 @@ class _NodeLogOutput:
 
 
 def run_remote(task: Task, command: str, what: str, timeout: float | None = None) -> CommandResult:
-    """Run command as root (sudo on sudo hosts), its output into the node's log.
+    """Run a script as root (sudo on sudo hosts), its output into the node's log.
 
+    Returns:
+        The command's result, the host's secrets (host.data["secrets"]) masked in its output.
     Raises:
-        StageFailed: non-zero exit or timeout, with `what` naming the command in the reason.
+        StageFailed: non-zero exit or timeout, with `what` naming the command in the reason;
+            a guard (shell.guarded) that refused to run it says why.
         CommandInterrupted: the run was stopped; the command was killed on the node.
     """
     ssh = node_ssh(task)
@@ -115,11 +96,20 @@ def run_remote(task: Task, command: str, what: str, timeout: float | None = None
         raise CommandInterrupted(f"{what}: {stopped}") from None
     finally:
         logged.finish()
+    secrets = task.host.data.get("secrets", ())
+    output = replace(
+        output,
+        stdout=mask_secrets(output.stdout, secrets),
+        stderr=mask_secrets(output.stderr, secrets),
+    )
     if output.timed_out:
         limit = ssh.settings.command_timeout if timeout is None else timeout
         raise StageFailed(f"{what} did not finish within {limit:g}s and was killed", exit_code=None)
     if output.exit_status != 0:
         detail = last_line(output)
+        if output.exit_status == shell.REFUSED_EXIT and detail.startswith(shell.OWN_COMPLAINT):
+            why = detail.removeprefix(shell.OWN_COMPLAINT)
+            raise StageFailed(f"refused to run {what}: {why}", exit_code=output.exit_status)
         raise StageFailed(
             f"{what} failed (exit {output.exit_status})" + (f": {detail}" if detail else ""),
             exit_code=output.exit_status,
@@ -133,33 +123,35 @@ def run_keadm(
     binary_sha256: str | None = None,
     timeout: float | None = None,
     keadm_cmd: str | None = None,
+    *,
+    verified: Sequence[FileVersion] = (),
 ) -> Result:
     """Run keadm in workdir: the node's rendered command, or keadm_cmd (e.g. `reset edge`).
+
+    Right before keadm starts, the user that runs it (root on sudo nodes) checks in the same
+    shell that keadm is the uploaded binary (binary_sha256, when given) and every file of
+    verified (copyFrom scripts keadm may run with --pre-run) is the uploaded one, in staging
+    dirs no one else can write to (shell.guarded).
 
     Returns:
         Result with `result` the exit status (0) and the command's stdout/stderr tails.
     Raises:
-        StageFailed: keadm failed, timed out, or the binary changed since upload.
+        StageFailed: keadm failed, timed out, or a file changed since upload.
     """
     data = task.host.data
-    command = keadm_command_line(keadm_cmd or data["keadm_cmd"], workdir, binary_sha256)
-    log = node_logger(task.host.name)
+    checked = list(verified)
     if binary_sha256 is not None:
+        checked.insert(0, FileVersion(posixpath.join(workdir, "keadm"), binary_sha256, KEADM_MODE))
+    line = shell.keadm_line(keadm_cmd or data["keadm_cmd"], workdir)
+    log = node_logger(task.host.name)
+    if checked:
         log.info(
-            "checking on the node first: keadm is the uploaded binary, sha256 %s", binary_sha256
+            "checking on the node first, as the user that runs keadm: %s",
+            ", ".join(f"{v.remote} has sha256 {v.sha256}" for v in checked),
         )
     shown = keadm_cmd or data["keadm_cmd_masked"]
-    log.info("running: %s", remote_command_line(shown, workdir))
-    try:
-        output = run_remote(task, command, "keadm", timeout)
-    except StageFailed as failure:
-        if failure.exit_code == BINARY_CHANGED_EXIT:
-            raise StageFailed(
-                "keadm binary on the node differs from the uploaded one (sha256 mismatch); "
-                "refused to run it",
-                exit_code=BINARY_CHANGED_EXIT,
-            ) from failure
-        raise
+    log.info("running: %s", shell.keadm_line(shown, workdir))
+    output = run_remote(task, shell.guarded(line, checked), "keadm", timeout)
     return Result(
         host=task.host,
         result=output.exit_status,

@@ -8,16 +8,12 @@ from dataclasses import dataclass, replace
 
 from nornir.core.task import Result, Task
 
+from kenornir import shell
 from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandResult, node_ssh
 from kenornir.outcome import StageFailed
-from kenornir.tasks.transfer import (
-    FileVersion,
-    RemoteState,
-    parse_remote_state,
-    remote_state_script,
-    staging_inspection,
-)
+from kenornir.shell import FileVersion
+from kenornir.tasks.transfer import RemoteState, parse_remote_state, staging_owner
 
 # `uname -m` values, mapped as upstream keadm batch does.
 UNAME_TO_ARCH = {
@@ -49,7 +45,7 @@ def detect_arch(task: Task) -> Result:
     Raises:
         StageFailed: unknown arch, or an arch missing from keadm.archGroup.
     """
-    output = node_ssh(task).run("uname -m", as_root=False)
+    output = node_ssh(task).run(shell.script("uname -m"), as_root=False)
     return Result(host=task.host, result=_arch_of(task, output), changed=False)
 
 
@@ -58,12 +54,8 @@ class NodeFacts:
     """What one command learns of a node before anything is written to it."""
 
     arch: str
-    staging: list[str]  # transfer.staging_inspection's lines, for stage_dir
+    staging: str  # what shell.staging_check says of the staging dirs, for stage_dir
     remote: RemoteState  # which files it holds already and whether it has zstd, for upload_files
-
-
-# Separates the answers of the probe's three questions in its output.
-_SECTION = "__kenornir_section__"
 
 
 def probe_node(
@@ -80,12 +72,10 @@ def probe_node(
     Raises:
         StageFailed: as detect_arch.
     """
-    script = (
-        f"uname -m; echo {_SECTION}; {staging_inspection(staging)}; echo {_SECTION}; "
-        f"{remote_state_script(versions)}"
-    )
-    output = node_ssh(task).run(script, as_root=False)
-    sections = output.stdout.split(f"{_SECTION}\n")
+    ssh = node_ssh(task)
+    paths = [version.remote for version in versions]
+    output = ssh.run(shell.probe(staging, staging_owner(ssh), paths), as_root=False)
+    sections = output.stdout.split(f"{shell.SECTION_MARK}\n")
     if len(sections) != 3:
         complaint = output.stderr.strip().splitlines()[:1] or ["no answer"]
         raise StageFailed(f"probing the node failed (exit {output.exit_status}): {complaint[0]}")
@@ -93,7 +83,7 @@ def probe_node(
     arch = _arch_of(task, replace(output, stdout=machine))
     facts = NodeFacts(
         arch,
-        staging_lines.splitlines(),
+        staging_lines.strip(),
         parse_remote_state(versions, state_lines.splitlines()),
     )
     return Result(host=task.host, result=facts, changed=False)

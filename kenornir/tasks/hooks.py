@@ -7,10 +7,10 @@ from pathlib import Path
 
 from nornir.core.task import Result, Task
 
+from kenornir import shell
 from kenornir.config import STAGING_DIR
 from kenornir.tasks.command import run_remote
-from kenornir.tasks.transfer import FileToSend, upload_files
-from kenornir.template import hook_command_line
+from kenornir.tasks.transfer import FileToSend, file_versions, upload_files
 
 
 def hook_files(scripts: list[str], remote_dir: str = STAGING_DIR) -> list[FileToSend]:
@@ -18,11 +18,13 @@ def hook_files(scripts: list[str], remote_dir: str = STAGING_DIR) -> list[FileTo
 
 
 def _run_hooks(task: Task, key: str, what: str) -> Result:
+    """Upload the scripts, then run each once the user that runs it (root on sudo nodes) has
+    checked, right before, that it is the uploaded one (shell.guarded)."""
     files = hook_files(task.host.data[key])
     upload_files(task, files)
-    for item in files:
-        command = hook_command_line(item.local.name, STAGING_DIR)
-        run_remote(task, command, f"{what} script {item.local.name}")
+    for item, version in zip(files, file_versions(files), strict=True):
+        line = shell.hook_line(item.local.name, STAGING_DIR)
+        run_remote(task, shell.guarded(line, [version]), f"{what} script {item.local.name}")
     return Result(host=task.host, result=[f.local.name for f in files], changed=bool(files))
 
 
@@ -30,7 +32,7 @@ def pre_run(task: Task) -> Result:
     """Run the node's preRun scripts in order; the first failure stops them (and keadm).
 
     Raises:
-        StageFailed: a script exited non-zero or timed out.
+        StageFailed: a script exited non-zero, timed out or was not the uploaded one.
     """
     return _run_hooks(task, "pre_run", "pre-run")
 

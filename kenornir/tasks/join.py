@@ -101,14 +101,21 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
         candidates = file_versions([*copy_from, *keadm.values()])
         facts = step(Stage.ARCH, probe_node, versions=candidates)
         outcome.arch = facts.arch
-        step(Stage.STAGE_DIR, stage_dir, inspected=facts.staging)
+        step(Stage.STAGE_DIR, stage_dir, verdict=facts.staging)
         own_keadm = host.data["keadm_bin_dir"] is not None
         files = copy_from if own_keadm else [*copy_from, keadm[outcome.arch]]
         outcome.changed += step(Stage.UPLOAD, upload_files, files=files, remote_state=facts.remote)
         if host.data["pre_run"]:
             step(Stage.PRE_RUN, pre_run)
         workdir, sha = _keadm_location(host.data, packages or {}, outcome.arch)
-        outcome.exit_code = step(Stage.KEADM, run_keadm, workdir=workdir, binary_sha256=sha)
+        # keadm may run copyFrom scripts (--pre-run=./x.sh): they are checked as keadm is.
+        outcome.exit_code = step(
+            Stage.KEADM,
+            run_keadm,
+            workdir=workdir,
+            binary_sha256=sha,
+            verified=file_versions(copy_from),
+        )
         if host.data["post_run"]:
             step(Stage.POST_RUN, post_run)
         outcome.status = Status.OK

@@ -6,8 +6,6 @@ import contextlib
 import errno
 import functools
 import posixpath
-import shlex
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +14,15 @@ from typing import BinaryIO
 import paramiko
 from nornir.core.task import Result, Task
 
+from kenornir import shell
 from kenornir.checksum import file_digest
 from kenornir.config import STAGING_DIR
 from kenornir.connection import KenornirSSH, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
+from kenornir.shell import FileVersion
 
-_PART_SUFFIX = ".kenornir-part"
 KEADM_MODE = 0o755  # and of every copyFrom file, as upstream uploads them
-
-# What identifies a file's inode and content version: any write, chmod or replacement changes
-# the ctime, which no user can set back.
-_IDENTITY_FORMAT = "%i %s %.9Y %.9Z"
 
 
 @dataclass(frozen=True)
@@ -48,11 +43,11 @@ class PackedFile:
         """Which form goes to a node."""
         return self.zstd_frame if node_has_zstd and self.zstd_frame else self.tarball
 
-    def unpacker(self, sent: Path) -> str:
-        """The node's filter from the sent form to the file."""
+    def unpacker(self, sent: Path) -> tuple[str, ...]:
+        """The argv of the node's filter from the sent form to the file."""
         if sent == self.zstd_frame:
-            return "zstd -dcq"
-        return f"tar -xzOf - -- {shlex.quote(self.member)}"
+            return ("zstd", "-dcq")
+        return ("tar", "-xzOf", "-", "--", self.member)
 
 
 @dataclass(frozen=True)
@@ -63,38 +58,9 @@ class FileToSend:
     sha256: str | None = None  # known digest (a verified package) saves hashing it again
     packed: PackedFile | None = None
 
-    @property
-    def part(self) -> str:
-        """Where the upload lands first: the final path is never partial."""
-        return self.remote + _PART_SUFFIX
-
-
-def note_path(remote: str) -> str:
-    """Where kenornir notes what it wrote to `remote`: `<sha256> <identity> <mode>`."""
-    return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.kenornir")
-
-
-def note_line(sha256: str, identity: str, mode: int) -> str:
-    """What a note says of its file: the content's sha256, the file's identity (stat's
-    _IDENTITY_FORMAT) and mode.
-
-    While a file's note still matches it, the file holds that content: writing to the file,
-    chmod or replacing it changes its identity (the ctime at least, which no user can set back).
-    So nothing needs hashing to know it.
-    """
-    return f"{sha256} {identity} {mode:o}"
-
-
-def _shell_identity(quoted_path: str) -> str:
-    return f"$(stat -c '{_IDENTITY_FORMAT}' -- {quoted_path} 2>/dev/null)"
-
-
-def same_file_test(remote: str, sha256: str, mode: int) -> str:
-    """A shell test that holds while `remote` is the very file kenornir wrote, with that sha256
-    and mode (see note_line)."""
-    path, note = shlex.quote(remote), shlex.quote(note_path(remote))
-    expected = note_line(sha256, _shell_identity(path), mode)
-    return f'[ "$(cat -- {note} 2>/dev/null)" = "{expected}" ]'
+    def __post_init__(self) -> None:
+        # Refused here, before anything is sent: the node could not receive this name intact.
+        shell.words(self.remote)
 
 
 @functools.cache
@@ -109,110 +75,56 @@ def local_sha256(path: Path) -> str:
     return _cached_sha256(path.resolve(), info.st_size, info.st_mtime_ns)
 
 
-def _staging_chain(path: str) -> list[str]:
-    """Each dir of path below the top one (/tmp itself is root's, sticky and world-writable)."""
-    parts = path.strip("/").split("/")
-    return ["/" + "/".join(parts[:n]) for n in range(2, len(parts) + 1)]
+def staging_owner(ssh: KenornirSSH) -> str:
+    """Who must own the staging dirs, for shell.staging_check: root ("0") on sudo nodes, where
+    root runs keadm from them, else the login user ("")."""
+    return "0" if ssh.sudo else ""
 
 
-def staging_inspection(path: str = STAGING_DIR) -> str:
-    """The shell command stage_dir judges the staging dirs by: the login uid, then
-    `uid mode name` for each dir of the chain that exists."""
-    quoted = " ".join(shlex.quote(p) for p in _staging_chain(path))
-    return f"id -u; stat -c '%u %f %n' -- {quoted} 2>/dev/null; true"
-
-
-def stage_dir(
-    task: Task, path: str = STAGING_DIR, inspected: Sequence[str] | None = None
-) -> Result:
+def stage_dir(task: Task, path: str = STAGING_DIR, verdict: str | None = None) -> Result:
     """Create the staging dir, refusing one that another user could tamper with.
 
     /tmp is shared on the node: a dir (or any parent under /tmp) that is a symlink, owned by
-    someone else or writable by others would let another user swap keadm before it runs.
-    The dirs are checked before mkdir too, so nothing is ever created through a planted link;
-    when they all exist already, that check is the only command.
+    another user or writable by others would let them swap keadm before it runs. On sudo nodes
+    the dirs belong to root, who runs keadm from them, so not even the login user's other
+    processes can change what runs. The dirs are made one by one, each checked before anything
+    is made in it, so nothing is ever created through a planted link.
 
     Args:
-        inspected: the output lines of staging_inspection(path), when a probe already ran it.
+        verdict: what a probe already found of the dirs (facts.probe_node); asked otherwise.
     """
     ssh = node_ssh(task)
-    if inspected is None:
-        inspected = ssh.run(staging_inspection(path), as_root=False).stdout.splitlines()
-    _refuse_unsafe(inspected)
-    if len(inspected) == 1 + len(_staging_chain(path)):  # every dir is there already, and safe
+    if verdict is None:
+        verdict = ssh.run(shell.staging_check(path, staging_owner(ssh)), as_root=False).stdout
+    verdict = verdict.strip()
+    if verdict == "ok":
         return Result(host=task.host, result=path, changed=False)
-    script = f"mkdir -p -m 0755 -- {shlex.quote(path)} || exit 1; {staging_inspection(path)}"
-    output = ssh.run(script, as_root=False)
+    if verdict != "missing":
+        raise StageFailed(verdict.removeprefix("unsafe: "))
+    output = ssh.run(shell.make_staging(path))
     if output.exit_status != 0:
-        raise StageFailed(f"cannot create {path}: {output.stderr.strip() or 'mkdir failed'}")
-    _refuse_unsafe(output.stdout.splitlines())
+        complaint = output.stderr.strip().splitlines()[-1:] or [f"exit {output.exit_status}"]
+        raise StageFailed(f"cannot create {path}: {complaint[0]}")
     return Result(host=task.host, result=path, changed=True)
-
-
-def _refuse_unsafe(inspected: Sequence[str]) -> None:
-    """StageFailed for the first dir (`uid mode name` lines after the login uid) not safe to use."""
-    uid, *entries = inspected
-    for entry in entries:
-        owner, mode_hex, name = entry.split(" ", 2)
-        mode = int(mode_hex, 16)
-        if stat.S_ISLNK(mode):
-            raise StageFailed(f"{name} is a symlink; refusing to stage files through it")
-        if not stat.S_ISDIR(mode):
-            raise StageFailed(f"{name} is not a directory; remove it")
-        if owner != uid.strip():
-            raise StageFailed(f"{name} is owned by uid {owner}, not the login user; remove it")
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise StageFailed(f"{name} is writable by group or others; remove it")
-
-
-@dataclass(frozen=True)
-class FileVersion:
-    """A file as the node should hold it: where, with which content and mode."""
-
-    remote: str
-    sha256: str
-    mode: int
 
 
 @dataclass(frozen=True)
 class RemoteState:
-    """What the node already holds (see note_line), and whether it has a working zstd."""
+    """What the node already holds (see shell.note_line), and whether it has a working zstd."""
 
     unchanged: frozenset[FileVersion]
     has_zstd: bool
 
 
-# Ends the notes in remote_state_script's output; the files' identities follow.
-_NOTES_END = "__kenornir_notes_end__"
-
-
-def remote_state_script(versions: Sequence[FileVersion]) -> str:
-    """The shell command whose output parse_remote_state reads: whether zstd works, then every
-    note (`NOTE:line`), then every file's identity (`PATH|identity`). Three processes however
-    many files; a probe may ask about several versions of one path (keadm for each arch)."""
-    paths = list(dict.fromkeys(v.remote for v in versions))
-    notes = " ".join(shlex.quote(note_path(path)) for path in paths)
-    files = " ".join(shlex.quote(path) for path in paths)
-    listing = (
-        [
-            f"grep -H '' -- {notes} 2>/dev/null",
-            f"echo {_NOTES_END}",
-            f"stat -c '%n|{_IDENTITY_FORMAT}' -- {files} 2>/dev/null",
-        ]
-        if paths
-        else [f"echo {_NOTES_END}"]
-    )
-    # zstd must run, not just be on the PATH: a broken one falls back to the tarball.
-    return "; ".join(["zstd -V >/dev/null 2>&1 && echo zstd || echo none", *listing, "true"])
-
-
 def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) -> RemoteState:
+    """What shell.remote_state printed: a probe may ask about several versions of one path
+    (keadm for each arch)."""
     decoder, *rest = lines
-    end = rest.index(_NOTES_END)
+    end = rest.index(shell.NOTES_END)
     notes: dict[str, str] = {}
     for line in rest[:end]:
         for version in versions:
-            prefix = note_path(version.remote) + ":"
+            prefix = shell.note_path(version.remote) + ":"
             if line.startswith(prefix):
                 notes.setdefault(version.remote, line[len(prefix) :])
     identities = dict(line.rpartition("|")[::2] for line in rest[end + 1 :])
@@ -220,7 +132,7 @@ def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) ->
         v
         for v in versions
         if v.remote in identities
-        and notes.get(v.remote) == note_line(v.sha256, identities[v.remote], v.mode)
+        and notes.get(v.remote) == shell.note_line(v.sha256, identities[v.remote], v.mode)
     }
     return RemoteState(frozenset(unchanged), decoder == "zstd")
 
@@ -260,35 +172,19 @@ class _Concatenation:
         return b""
 
 
-def _receive_script(outgoing: Sequence[_Outgoing]) -> str:
-    """What the node runs to take every file off its stdin and put it in place.
-
-    Each file arrives as exactly its size in bytes (`head -c` reads no further) but the last,
-    which takes the rest of the stream directly: it is the big one (see _sending_order), and
-    `head` would copy it through a pipe in 8 KiB reads. Each is unpacked when packed and
-    checked for its full size; only then are modes set, files renamed over their final paths
-    and notes written. Part files never outlive the script.
-    """
-    parts = " ".join(shlex.quote(out.item.part) for out in outgoing)
-    steps = [f"trap 'rm -f -- {parts}' EXIT", "set -e"]
-    for out in outgoing:
-        part, expected = shlex.quote(out.item.part), out.item.local.stat().st_size
-        take = None if out is outgoing[-1] else f"head -c {out.size}"
-        unpack = out.item.packed.unpacker(out.source) if out.item.packed else None
-        pipeline = " | ".join(filter(None, [take, unpack])) or "cat"
-        steps.append(f"{pipeline} > {part}")
-        received = f"$(stat -c %s -- {part})"
-        steps.append(
-            f'[ "{received}" = {expected} ] || '
-            f'{{ echo "{out.item.remote}: {received} of {expected} bytes arrived" >&2; exit 1; }}'
+def _incoming(outgoing: Sequence[_Outgoing]) -> list[shell.Incoming]:
+    """How the node takes the files off the stream: each exactly its size but the last, which
+    takes the rest directly: it is the big one (see _sending_order), and `head` would copy it
+    through a pipe in 8 KiB reads."""
+    return [
+        shell.Incoming(
+            FileVersion(out.item.remote, out.sha256, out.item.mode),
+            sent_bytes=None if out is outgoing[-1] else out.size,
+            size=out.item.local.stat().st_size,
+            unpack=out.item.packed.unpacker(out.source) if out.item.packed else (),
         )
-    for out in outgoing:
-        part, final = shlex.quote(out.item.part), shlex.quote(out.item.remote)
-        note = note_line(out.sha256, _shell_identity(final), out.item.mode)
-        steps.append(f"chmod {out.item.mode:o} {part}")
-        steps.append(f"mv -f -- {part} {final}")
-        steps.append(f'printf "%s\\n" "{note}" > {shlex.quote(note_path(out.item.remote))}')
-    return "; ".join(steps)
+        for out in outgoing
+    ]
 
 
 def _sending_order(outgoing: Sequence[_Outgoing]) -> list[_Outgoing]:
@@ -300,7 +196,7 @@ def _space_note(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> str:
     """Why a failed upload may have failed as far as disk space goes ("" when unknown)."""
     directory = posixpath.dirname(outgoing[0].item.remote)
     try:
-        output = ssh.run(f"df -Pk -- {shlex.quote(directory)} | tail -n 1", as_root=False)
+        output = ssh.run(shell.free_space(directory), as_root=False)
     except (OSError, paramiko.SSHException):
         return ""
     fields = output.stdout.split()
@@ -314,10 +210,11 @@ def _space_note(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> str:
 
 
 def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
-    """Send every file in one command on the node (_receive_script), fed one stream.
+    """Send every file in one command on the node (shell.receive), fed one stream.
 
     One command instead of a few SFTP round trips per file, and packed files are unpacked as
-    their bytes arrive.
+    their bytes arrive. It runs as whoever runs keadm (root on sudo nodes), who alone may write
+    the staging dir.
     """
     names = ", ".join(out.item.remote for out in outgoing)
     # Part files may stay behind when the connection is lost; the next upload overwrites them.
@@ -326,7 +223,7 @@ def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
         with contextlib.ExitStack() as files:
             opened = [files.enter_context(out.source.open("rb")) for out in outgoing]
             stream = _Concatenation(outgoing, opened)
-            output = ssh.run(_receive_script(outgoing), as_root=False, stdin=stream)
+            output = ssh.run(shell.receive(_incoming(outgoing)), stdin=stream)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         # paramiko raises a bare EOFError when the socket is gone, sometimes before its own
         # thread has noticed and marked the connection inactive.
@@ -339,7 +236,8 @@ def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
             raise StageFailed(lost)
         # The first complaint names the cause; later ones (tar's "Exiting with failure") don't.
         complaint = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
-        raise StageFailed(f"upload of {names} failed: {complaint[0]}" + _space_note(ssh, outgoing))
+        cause = complaint[0].removeprefix(shell.OWN_COMPLAINT)
+        raise StageFailed(f"upload of {names} failed: {cause}" + _space_note(ssh, outgoing))
 
 
 def upload_files(
@@ -359,8 +257,10 @@ def upload_files(
     log = node_logger(task.host.name)
     versions = file_versions(files)
     if remote_state is None:
-        lines = ssh.run(remote_state_script(versions), as_root=False).stdout.splitlines()
-        remote_state = parse_remote_state(versions, lines)
+        script = shell.remote_state([version.remote for version in versions])
+        remote_state = parse_remote_state(
+            versions, ssh.run(script, as_root=False).stdout.splitlines()
+        )
     outgoing = []
     for item, version in zip(files, versions, strict=True):
         if version in remote_state.unchanged:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import shutil
 import subprocess
@@ -11,7 +12,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-EDGE_USER = "edge"
+EDGE_USER = "edge"  # sudo without a password (NOPASSWD), like most fleets' provisioning user
+SUDO_PASSWORD_USER = "edgepass"  # sudo asks for the (lab) password every time
+# Every node's sudo writes its log (COMMAND=... lines) in the node's private /root.
+SUDO_LOG = "/root/sudo.log"
 _FIRST_EDGE_ID = 2000
 # Days since 1970 for the shadow "last changed" field; any past day keeps the accounts valid.
 _SHADOW_LAST_CHANGE = 19000
@@ -56,17 +60,20 @@ class LabAccounts:
         if not self.password_path.is_file():
             self.password_path.touch(mode=0o600)
             self.password_path.write_text(secrets.token_urlsafe(12) + "\n")
-        edge_id = _free_id(Path("/etc/passwd"), Path("/etc/group"))
+        names = (EDGE_USER, SUDO_PASSWORD_USER)
+        users = dict(zip(names, _free_ids(len(names)), strict=True))
         password_hash = _sha512_crypt(self.password)
-        self._write_etc(edge_id, password_hash)
-        self._write_homes(edge_id)
+        self._write_etc(users, password_hash)
+        self._write_homes(users)
 
-    def _write_etc(self, edge_id: int, password_hash: str) -> None:
+    def _write_etc(self, users: dict[str, int], password_hash: str) -> None:
         self.etc_dir.mkdir(exist_ok=True)
         passwd = Path("/etc/passwd").read_text()
-        passwd += f"{EDGE_USER}:x:{edge_id}:{edge_id}:kenornir lab:/home/{EDGE_USER}:/bin/bash\n"
+        group = Path("/etc/group").read_text()
+        for user, uid in users.items():
+            passwd += f"{user}:x:{uid}:{uid}:kenornir lab:/home/{user}:/bin/bash\n"
+            group += f"{user}:x:{uid}:\n"
         (self.etc_dir / "passwd").write_text(passwd)
-        group = Path("/etc/group").read_text() + f"{EDGE_USER}:x:{edge_id}:\n"
         (self.etc_dir / "group").write_text(group)
         shadow_lines = []
         for line in Path("/etc/shadow").read_text().splitlines():
@@ -74,7 +81,9 @@ class LabAccounts:
             if fields[0] == "root":
                 fields[1] = password_hash
             shadow_lines.append(":".join(fields))
-        shadow_lines.append(f"{EDGE_USER}:{password_hash}:{_SHADOW_LAST_CHANGE}:0:99999:7:::")
+        shadow_lines += [
+            f"{user}:{password_hash}:{_SHADOW_LAST_CHANGE}:0:99999:7:::" for user in users
+        ]
         shadow = self.etc_dir / "shadow"
         shadow.touch(mode=0o640)
         shadow.write_text("\n".join(shadow_lines) + "\n")
@@ -85,15 +94,22 @@ class LabAccounts:
             shutil.copytree("/etc/sudoers.d", sudoers)
         sudoers.mkdir(exist_ok=True)
         entry = sudoers / "kenornir-lab"
-        entry.write_text(f"{EDGE_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+        entry.write_text(
+            f"Defaults logfile={SUDO_LOG}\n"
+            f"{EDGE_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+            # Asked every time, never lectured: the prompt is all kenornir must answer.
+            f"Defaults:{SUDO_PASSWORD_USER} timestamp_timeout=0, !lecture\n"
+            f"{SUDO_PASSWORD_USER} ALL=(ALL:ALL) ALL\n"
+        )
         entry.chmod(0o440)  # sudo ignores sudoers files that are writable
 
-    def _write_homes(self, edge_id: int) -> None:
+    def _write_homes(self, users: dict[str, int]) -> None:
         if self.skel_dir.exists():
             shutil.rmtree(self.skel_dir)
         public_key = self.key_path.with_suffix(".pub").read_text()
         _write_authorized_keys(self.skel_dir / "root", public_key, uid=0)
-        _write_authorized_keys(self.skel_dir / "home" / EDGE_USER, public_key, uid=edge_id)
+        for user, uid in users.items():
+            _write_authorized_keys(self.skel_dir / "home" / user, public_key, uid=uid)
 
 
 def write_ed25519_key(path: Path, comment: str) -> None:
@@ -125,18 +141,17 @@ def _write_authorized_keys(home: Path, public_key: str, uid: int) -> None:
         shutil.chown(path, uid, uid)
 
 
-def _free_id(passwd: Path, group: Path) -> int:
-    """The first uid >= 2000 that is also a free gid on this host, for the edge user and group."""
+def _free_ids(count: int) -> list[int]:
+    """The first `count` ids >= 2000 that are free as uids and gids on this host, for the lab
+    users and their groups."""
     taken = set()
-    for table in (passwd, group):
+    for table in (Path("/etc/passwd"), Path("/etc/group")):
         for line in table.read_text().splitlines():
             fields = line.split(":")
             if len(fields) > 2 and fields[2].isdigit():
                 taken.add(int(fields[2]))
-    candidate = _FIRST_EDGE_ID
-    while candidate in taken:
-        candidate += 1
-    return candidate
+    free = (candidate for candidate in itertools.count(_FIRST_EDGE_ID) if candidate not in taken)
+    return list(itertools.islice(free, count))
 
 
 def _sha512_crypt(password: str) -> str:

@@ -1,0 +1,402 @@
+"""Every shell line kenornir runs on a node, built in this one module from argv lists.
+
+Paths, names, digests and sizes reach the node only as words quoted by `shlex.join`; the logic
+that handles them is NODE_FUNCTIONS, a fixed set of shell functions that only ever expand their
+arguments quoted ("$1", "$@"). So a file name is data, never code, whatever it holds, and no
+quoting is ever nested by hand. The one piece of shell text that is not built here is the
+operator's own keadmCmd, which upstream runs through a shell too (`./keadm <keadmCmd>`).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# The first stdout line of every command carries the remote process group id, so an interrupted
+# or timed-out command can be killed on the node, not just abandoned.
+PGID_MARK = "__kenornir_pgid="
+KILL_GRACE_SECONDS = 5
+# Exit status of a guard that refused to run something: a dir or file failed its check.
+REFUSED_EXIT = 197
+# How the node functions begin the stderr lines that say why they refused.
+OWN_COMPLAINT = "kenornir: "
+PART_SUFFIX = ".kenornir-part"
+# Separates the answers of a probe's questions in its output.
+SECTION_MARK = "__kenornir_section__"
+# Ends the notes in the held-files listing; the files' identities follow.
+NOTES_END = "__kenornir_notes_end__"
+
+# Functions every script starts with. Each says in a comment what it takes; none ever puts an
+# argument anywhere but inside double quotes or as a `case` subject.
+NODE_FUNCTIONS = r"""
+umask 022
+# What identifies a file's inode and content version: any write, chmod or replacement changes
+# the ctime, which no user can set back.
+kn_identity_format='%i %s %.9Y %.9Z'
+kn_identity() { stat -c "$kn_identity_format" -- "$1" 2>/dev/null; }
+# kn_unsafe_dir UID DIR: says why DIR is no place for what user UID runs; nothing when it is:
+# a real directory owned by UID that no one else may write to.
+kn_unsafe_dir() {
+    kn_info=$(stat -c '%F|%u|%a' -- "$2" 2>/dev/null) || { echo "$2 is missing"; return; }
+    case $kn_info in
+    "directory|$1|"*)
+        [ "$((0${kn_info##*|} & 022))" -eq 0 ] ||
+            echo "$2 is writable by group or others; remove it" ;;
+    "symbolic link|"*) echo "$2 is a symlink; refusing to stage files through it" ;;
+    directory*)
+        kn_info=${kn_info#*|}
+        echo "$2 is owned by uid ${kn_info%|*}, not uid $1 that runs keadm; remove it" ;;
+    *) echo "$2 is not a directory; remove it" ;;
+    esac
+}
+# kn_staging UID DIR...: "ok" when every DIR is safe for UID (empty: this user), "missing" from
+# the first that does not exist, else "unsafe: " and why.
+kn_staging() {
+    kn_uid=${1:-$(id -u)}
+    shift
+    for kn_dir do
+        kn_why=$(kn_unsafe_dir "$kn_uid" "$kn_dir")
+        case $kn_why in
+        "") ;;
+        "$kn_dir is missing") echo missing; return ;;
+        *) echo "unsafe: $kn_why"; return ;;
+        esac
+    done
+    echo ok
+}
+# kn_make_staging DIR...: creates each missing DIR (0755), parent first, each checked before
+# anything is made in it; mkdir without -p never follows a planted link.
+kn_make_staging() {
+    for kn_dir do
+        [ -e "$kn_dir" ] || [ -L "$kn_dir" ] || mkdir -m 0755 -- "$kn_dir" || return 1
+        kn_why=$(kn_unsafe_dir "$(id -u)" "$kn_dir")
+        [ -z "$kn_why" ] || { echo "$kn_why" >&2; return 1; }
+    done
+}
+# kn_trusted_staging DIR...: the dirs are safe for this user, else say why and refuse.
+kn_trusted_staging() {
+    kn_verdict=$(kn_staging "" "$@")
+    [ "$kn_verdict" = ok ] && return
+    echo "@OWN_COMPLAINT@${kn_verdict#unsafe: }" >&2
+    exit @REFUSED_EXIT@
+}
+# kn_take BYTES PART [FILTER...]: the next BYTES bytes of stdin ("rest": all that is left),
+# through FILTER (an unpacker) when given, into PART.
+kn_take() {
+    kn_bytes=$1 kn_part=$2
+    shift 2
+    if [ "$kn_bytes" = rest ] && [ "$#" -eq 0 ]; then cat
+    elif [ "$kn_bytes" = rest ]; then "$@"
+    elif [ "$#" -eq 0 ]; then head -c "$kn_bytes"
+    else head -c "$kn_bytes" | "$@"
+    fi >"$kn_part"
+}
+# kn_arrived PART SIZE NAME: PART holds exactly SIZE bytes, else say how many of NAME arrived.
+kn_arrived() {
+    kn_size=$(stat -c %s -- "$1") && [ "$kn_size" = "$2" ] && return
+    echo "$3: ${kn_size:-0} of $2 bytes arrived" >&2
+    return 1
+}
+# kn_install PART FINAL MODE SHA256 NOTE: PART becomes FINAL with MODE; NOTE records what it is.
+kn_install() {
+    chmod "$3" -- "$1" && mv -f -- "$1" "$2" &&
+        printf '%s %s %s\n' "$4" "$(kn_identity "$2")" "$3" >"$5"
+}
+# kn_notes NOTE...: every note's line, as NOTE:line.
+kn_notes() { [ "$#" -eq 0 ] || grep -H '' -- "$@" 2>/dev/null; true; }
+# kn_identities FILE...: every existing FILE's identity, as FILE|identity.
+kn_identities() { [ "$#" -eq 0 ] || stat -c "%n|$kn_identity_format" -- "$@" 2>/dev/null; true; }
+# kn_verified FILE NOTE SHA256 MODE: FILE holds the content kenornir uploaded: its note still
+# matches it (nothing wrote, chmod-ed or replaced it since), or else its sha256 does.
+kn_verified() {
+    kn_note=
+    { read -r kn_note <"$2"; } 2>/dev/null
+    [ "$kn_note" = "$3 $(kn_identity "$1") $4" ] && return
+    # openssl hashes about 3x faster than coreutils (SHA extensions); sha256sum without it.
+    kn_sum=$({ openssl dgst -sha256 -r "$1" 2>/dev/null || sha256sum "$1"; } | cut -d' ' -f1)
+    [ "$kn_sum" = "$3" ]
+}
+# kn_require FILE NOTE SHA256 MODE: kn_verified, else refuse to run anything.
+kn_require() {
+    kn_verified "$@" && return
+    echo "@OWN_COMPLAINT@$1 on the node differs from the uploaded one (sha256 mismatch)" >&2
+    exit @REFUSED_EXIT@
+}
+# kn_stop PGID: stop a process group, killing what is left of it after a grace period.
+# (`kill -s SIG -- -PGID`: dash takes no other form for a group.)
+kn_stop() {
+    kill -s TERM -- "-$1" 2>/dev/null
+    sleep 2
+    kill -s KILL -- "-$1" 2>/dev/null
+    true
+}
+""".replace("@REFUSED_EXIT@", str(REFUSED_EXIT)).replace("@OWN_COMPLAINT@", OWN_COMPLAINT)
+
+
+class UnsendableWord(ValueError):
+    """A word that cannot reach the node intact (a NUL, a control character, invalid UTF-8)."""
+
+
+def unsendable_reason(word: str) -> str | None:
+    """Why word cannot be sent as one shell word and read back line by line, or None.
+
+    Control characters are refused: a newline would split the line-based answers of the
+    probe, and no file name that holds one is meant well. Text that is not UTF-8 (Python keeps
+    such file names as surrogates) cannot be encoded for the node.
+    """
+    for character in word:
+        if character == "\n":
+            return "has a newline in it"
+        if ord(character) < 0x20 or ord(character) == 0x7F:
+            return f"has the control character {character!r} in it"
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return None
+
+
+def words(*argv: str) -> str:
+    """One shell command line that runs argv exactly: every word quoted by shlex.join.
+
+    Raises:
+        UnsendableWord: a word that cannot be sent (see unsendable_reason).
+    """
+    for word in argv:
+        reason = unsendable_reason(word)
+        if reason is not None:
+            raise UnsendableWord(f"{word!r} {reason}")
+    return shlex.join(argv)
+
+
+# What is sent: the functions without their comments.
+_SENT_FUNCTIONS = "\n".join(
+    line for line in NODE_FUNCTIONS.splitlines() if line and not line.lstrip().startswith("#")
+)
+
+
+def script(*lines: str) -> str:
+    """A whole script: NODE_FUNCTIONS, then lines."""
+    return _SENT_FUNCTIONS + "\n" + "\n".join(lines) + "\n"
+
+
+def _absolute(path: str) -> str:
+    # Every path handed to NODE_FUNCTIONS starts with "/", so none can pass for an option.
+    if not posixpath.isabs(path):
+        raise UnsendableWord(f"{path!r} is not an absolute path")
+    return path
+
+
+# --- launching ------------------------------------------------------------------------------
+
+
+def launch_line(
+    timeout: float, *, sudo: bool, password_prompt: str | None, inline_script: str | None
+) -> str:
+    """The exec request: report the process group, then run a shell under coreutils timeout.
+
+    The shell reads its script on stdin (`sh -s`, see stdin_script) unless inline_script is
+    given, whose text then travels in the argv: only for scripts that hold no secret and whose
+    stdin carries data. `timeout` makes itself a process group leader, so its pid is the group
+    to kill, and the node itself stops a runaway command when the controller is gone. With sudo,
+    sudo asks for the password with password_prompt (None: never ask, `sudo -n`).
+    """
+    seconds = str(max(1, int(timeout)))
+    shell = ["/bin/sh", "-c", inline_script] if inline_script is not None else ["/bin/sh", "-s"]
+    # shlex.join, not words: the script is kenornir's own text, its data words quoted already.
+    inner = f"echo {PGID_MARK}$$; exec " + shlex.join(
+        ["timeout", "-k", str(KILL_GRACE_SECONDS), seconds, *shell]
+    )
+    if not sudo:
+        return inner
+    asks = ["-S", "-p", password_prompt] if password_prompt is not None else ["-n"]
+    return shlex.join(["sudo", *asks, "--", "/bin/sh", "-c", inner])
+
+
+def stdin_script(body: str) -> bytes:
+    """A script as `sh -s` reads it on stdin: one group, parsed whole before any of it runs,
+    whose commands read /dev/null, so nothing they start can read the rest of the script."""
+    return ("{\n" + body + "\n} </dev/null\n").encode()
+
+
+def stop_group(pgid: int) -> str:
+    return script(words("kn_stop", str(pgid)))
+
+
+# --- staging dir ----------------------------------------------------------------------------
+
+
+def staging_chain(path: str) -> list[str]:
+    """Each dir of path below the top one (/tmp itself is root's, sticky and world-writable)."""
+    parts = _absolute(path).strip("/").split("/")
+    return ["/" + "/".join(parts[:n]) for n in range(2, len(parts) + 1)]
+
+
+def _staging_verdict(path: str, owner_uid: str) -> str:
+    return words("kn_staging", owner_uid, *staging_chain(path))
+
+
+def staging_check(path: str, owner_uid: str = "") -> str:
+    """The script printing `ok`, `missing` or `unsafe: why` for the staging dirs (kn_staging),
+    as judged for the user owner_uid (empty: the user running it)."""
+    return script(_staging_verdict(path, owner_uid))
+
+
+def make_staging(path: str) -> str:
+    return script(words("kn_make_staging", *staging_chain(path)))
+
+
+def free_space(directory: str) -> str:
+    return script(words("df", "-Pk", "--", directory) + " | tail -n 1")
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def note_path(remote: str) -> str:
+    """Where kenornir notes what it wrote to `remote`: `<sha256> <identity> <mode>`."""
+    return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.kenornir")
+
+
+def note_line(sha256: str, identity: str, mode: int) -> str:
+    """What a note says of its file (kn_install writes it): the content's sha256, the file's
+    identity (kn_identity) and mode.
+
+    While a file's note still matches it, the file holds that content: writing to the file,
+    chmod or replacing it changes its identity (the ctime at least, which no user can set back).
+    So nothing needs hashing to know it.
+    """
+    return f"{sha256} {identity} {mode:o}"
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """A file as the node should hold it: where, with which content and mode."""
+
+    remote: str
+    sha256: str
+    mode: int
+
+
+def _held_files(paths: Sequence[str]) -> str:
+    """Lines printing every note of paths, NOTES_END, then every file's identity: three
+    processes however many files (see parse in kenornir.tasks.transfer)."""
+    unique = list(dict.fromkeys(_absolute(path) for path in paths))
+    notes = words("kn_notes", *(note_path(path) for path in unique))
+    return f"{notes}; {words('echo', NOTES_END)}; {words('kn_identities', *unique)}"
+
+
+# zstd must run, not just be on the PATH: a broken one falls back to the tarball.
+_HAS_ZSTD = "zstd -V >/dev/null 2>&1 && echo zstd || echo none"
+
+
+def remote_state(paths: Sequence[str]) -> str:
+    """The script whose output says whether zstd works, then what _held_files prints."""
+    return script(_HAS_ZSTD, _held_files(paths))
+
+
+def probe(staging: str, owner_uid: str, paths: Sequence[str]) -> str:
+    """`uname -m`, staging_check and remote_state in one script, their answers separated by
+    SECTION_MARK lines."""
+    section = words("echo", SECTION_MARK)
+    verdict = _staging_verdict(staging, owner_uid)
+    return script("uname -m", section, verdict, section, _HAS_ZSTD, _held_files(paths))
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One file of an upload stream as the node receives it."""
+
+    version: FileVersion
+    sent_bytes: int | None  # None: the rest of the stream (the last file)
+    size: int  # what it must measure once unpacked
+    unpack: tuple[str, ...] = ()  # the filter's argv, e.g. ("zstd", "-dcq")
+
+    @property
+    def part(self) -> str:
+        """Where the upload lands first: the final path is never partial."""
+        return self.version.remote + PART_SUFFIX
+
+
+def _dirs_holding(paths: Iterable[str]) -> list[str]:
+    """The staging chains of the dirs that hold paths, parents first."""
+    chains = (staging_chain(posixpath.dirname(_absolute(path))) for path in paths)
+    return list(dict.fromkeys(directory for chain in chains for directory in chain))
+
+
+def receive(files: Sequence[Incoming]) -> str:
+    """The script that takes every file off stdin, one after the other, and puts it in place.
+
+    The staging dirs are checked first (as whoever writes there). Each file is unpacked when
+    packed and checked for its full size; only then are modes set, files renamed over their
+    final paths and notes written. Part files never outlive the script.
+    """
+    parts = [_absolute(item.part) for item in files]
+    lines = [
+        words("trap", words("rm", "-f", "--", *parts), "EXIT"),
+        words("trap", "exit 1", "HUP", "INT", "TERM", "PIPE"),
+        words("kn_trusted_staging", *_dirs_holding(item.version.remote for item in files)),
+    ]
+    for item in files:
+        sent = "rest" if item.sent_bytes is None else str(item.sent_bytes)
+        lines.append(words("kn_take", sent, item.part, *item.unpack) + " || exit 1")
+        arrived = words("kn_arrived", item.part, str(item.size), item.version.remote)
+        lines.append(arrived + " || exit 1")
+    for item in files:
+        version = item.version
+        install = words(
+            "kn_install",
+            item.part,
+            version.remote,
+            f"{version.mode:o}",
+            version.sha256,
+            note_path(version.remote),
+        )
+        lines.append(install + " || exit 1")
+    return script(*lines)
+
+
+# --- running keadm and hooks ----------------------------------------------------------------
+
+
+def is_reset(keadm_cmd: str) -> bool:
+    """Whether keadm will ask for confirmation (`reset`), which upstream answers with `yes |`."""
+    words_ = keadm_cmd.split()
+    return bool(words_) and words_[0] == "reset"
+
+
+def keadm_line(keadm_cmd: str, work_dir: str) -> str:
+    """The line that runs keadm, upstream's form: `cd DIR && ./keadm CMD`.
+
+    keadm_cmd is the operator's keadmCmd, shell text by design as upstream's; every other word
+    is quoted.
+    """
+    runner = "yes | ./keadm" if is_reset(keadm_cmd) else "./keadm"
+    return f"{words('cd', work_dir)} && {runner} {keadm_cmd}"
+
+
+def hook_line(script_name: str, work_dir: str) -> str:
+    """The line that runs an uploaded preRun/postRun script where it was uploaded."""
+    return f"{words('cd', work_dir)} && {words('/bin/bash', './' + script_name)}"
+
+
+def guarded(line: str, verified: Sequence[FileVersion]) -> str:
+    """A script that runs line only once every file in verified is what kenornir uploaded and
+    the dirs that hold them are safe, checked by the same user and shell right before line
+    runs: as those dirs are writable by no one else, nothing can change the files between the
+    check and the run. Refused, it exits REFUSED_EXIT saying why (OWN_COMPLAINT)."""
+    dirs = _dirs_holding(version.remote for version in verified)
+    checks = [words("kn_trusted_staging", *dirs)] if dirs else []
+    checks += [
+        words(
+            "kn_require",
+            version.remote,
+            note_path(version.remote),
+            version.sha256,
+            f"{version.mode:o}",
+        )
+        for version in verified
+    ]
+    return script(*checks, line)
