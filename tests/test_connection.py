@@ -76,14 +76,6 @@ def test_ssh_agent_when_no_auth_is_given(lab: Lab, tmp_path: Path) -> None:
         agent.wait(timeout=10)
 
 
-def test_password_login_and_sudo_with_password(lab: Lab, tmp_path: Path) -> None:
-    connection = open_ssh(lab, tmp_path, user=lab.edge_user, auth="password", sudo=True)
-    assert connection.run("id -u", as_root=False).stdout != "0\n"
-    assert connection.run("id -u").stdout == "0\n"
-    assert lab.password not in connection.run("id -un").stdout
-    connection.close()
-
-
 def test_both_streams_are_read_as_they_come(ssh: KenornirSSH) -> None:
     lines: list[tuple[str, str]] = []
     # 2 MiB on stderr before stdout says anything: a reader draining stdout first would block.

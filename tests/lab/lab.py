@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tests.lab import node as nodes_
-from tests.lab.accounts import EDGE_USER, LabAccounts
+from tests.lab.accounts import EDGE_USER, SUDO_LOG, SUDO_PASSWORD_USER, LabAccounts
 from tests.lab.host import prepare_host
 from tests.lab.inventory import write_lab_inventory
 from tests.lab.node import ARCH_CYCLE, SSH_PORT, LabNode
@@ -97,7 +97,17 @@ class Lab:
 
     @property
     def edge_user(self) -> str:
+        """A user with sudo that needs no password (NOPASSWD)."""
         return EDGE_USER
+
+    @property
+    def sudo_password_user(self) -> str:
+        """A user whose sudo asks for the lab password, every time."""
+        return SUDO_PASSWORD_USER
+
+    def sudo_log(self, name: str) -> str:
+        """What the node's sudo logged (a COMMAND= line per command it ran)."""
+        return self.exec(name, f"cat {SUDO_LOG} 2>/dev/null || true").stdout
 
     @property
     def client_nodes(self) -> list[LabNode]:

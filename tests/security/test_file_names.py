@@ -1,0 +1,189 @@
+"""A file name is data, never code: the shell builders, run by real dash and bash, and a lab run
+with hostile copyFrom names."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from kenornir import shell
+from kenornir.config import ConfigError, load_config
+from kenornir.shell import FileVersion, Incoming
+from tests.faults.conftest import STAGING, FaultLab
+
+SHELLS = ("dash", "bash")
+# What a hostile name is made of: every character a shell treats specially, and some that are
+# not ASCII. Control characters, "/" and NUL cannot be in a name kenornir sends (see
+# shell.unsendable_reason; the kernel takes no "/" or NUL in a name at all).
+HOSTILE = [*" $`'\"\\;|&<>(){}[]*?~#!=%^,:-+.@", "é", "€", "ü", "\u00a0", "漢"]
+names = st.text(alphabet=st.sampled_from([*HOSTILE, "a", "b", "x"]), min_size=1, max_size=24)
+files = st.lists(
+    st.tuples(names, st.binary(max_size=600)),
+    min_size=1,
+    max_size=4,
+    unique_by=lambda item: item[0],
+).filter(lambda items: all(name not in (".", "..") for name, _ in items))
+
+
+def run_script(
+    sh: str, script: str, cwd: Path, data: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """script as the node runs it: inline with data on stdin, or alone on stdin (sh -s)."""
+    if data:
+        argv, stdin = [sh, "-c", script], data
+    else:
+        argv, stdin = [sh, "-s"], shell.stdin_script(script)
+    return subprocess.run(argv, input=stdin, cwd=cwd, capture_output=True, timeout=60, check=False)
+
+
+def upload(
+    sh: str, staging: Path, items: Sequence[tuple[str, bytes]], cwd: Path
+) -> list[FileVersion]:
+    """Receive items into staging with shell.receive, as one stream, the last one to its end."""
+    versions = [
+        FileVersion(str(staging / name), hashlib.sha256(content).hexdigest(), 0o755)
+        for name, content in items
+    ]
+    incoming = [
+        Incoming(version, None if index == len(items) - 1 else len(content), len(content))
+        for index, (version, (_, content)) in enumerate(zip(versions, items, strict=True))
+    ]
+    received = run_script(sh, shell.receive(incoming), cwd, b"".join(c for _, c in items) or b"")
+    assert received.returncode == 0, received.stderr
+    return versions
+
+
+def everything_under(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*")}
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(items=files)
+@example(items=[("a$(id>PWNED).sh", b"echo hi\n"), ("with space", b"x")])
+@example(items=[("`touch PWNED`", b""), ("'; touch PWNED; '", b"\x00\xff")])
+@example(items=[("-rf", b"1"), ("--", b"2"), ("*", b"3")])
+def test_hostile_names_arrive_byte_exact_and_run_nothing(
+    sh: str, items: list[tuple[str, bytes]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    sandbox = tmp_path_factory.mktemp("node")
+    cwd = sandbox / "home"
+    cwd.mkdir()
+    staging = sandbox / "stage" / "keadm"
+    made = run_script(sh, shell.make_staging(str(staging)), cwd)
+    assert made.returncode == 0, made.stderr
+
+    versions = upload(sh, staging, items, cwd)
+
+    for (name, content), version in zip(items, versions, strict=True):
+        assert (staging / name).read_bytes() == content
+        assert (staging / name).stat().st_mode & 0o777 == 0o755
+        note = Path(shell.note_path(version.remote)).read_text()
+        assert note.split()[0] == version.sha256
+    expected = {f"stage/keadm/{n}" for n, _ in items} | {
+        f"stage/keadm/.{n}.kenornir" for n, _ in items
+    }
+    assert everything_under(sandbox) == {"home", "stage", "stage/keadm", *expected}
+
+    # Each uploaded script runs as itself, checked first; nothing else ever ran.
+    for (name, _), version in zip(items, versions, strict=True):
+        (staging / name).write_text('printf "%s\\n" "ran $0"\n')
+        refused = run_script(sh, shell.guarded(shell.hook_line(name, str(staging)), [version]), cwd)
+        assert refused.returncode == shell.REFUSED_EXIT
+        assert b"differs from the uploaded one" in refused.stderr
+    staged = upload(sh, staging, [(name, b'printf "%s\\n" "ran $0"\n') for name, _ in items], cwd)
+    for (name, _), version in zip(items, staged, strict=True):
+        ran = run_script(sh, shell.guarded(shell.hook_line(name, str(staging)), [version]), cwd)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.decode() == f"ran ./{name}\n"
+    assert everything_under(cwd) == set()
+    assert not any(path.name == "PWNED" for path in sandbox.rglob("*"))
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+def test_planted_staging_dirs_are_refused_before_anything_is_made_in_them(
+    sh: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "stage").symlink_to(target)
+    staging = tmp_path / "stage" / "keadm"
+
+    made = run_script(sh, shell.make_staging(str(staging)), tmp_path)
+
+    assert made.returncode != 0
+    assert b"is a symlink" in made.stderr
+    assert list(target.iterdir()) == []
+    verdict = run_script(sh, shell.staging_check(str(staging)), tmp_path)
+    assert verdict.stdout.decode().startswith("unsafe: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("two\nlines.sh", "has a newline in it"),
+        ("tab\there.sh", "has the control character '\\t' in it"),
+        ("bell\x07.sh", "has the control character '\\x07' in it"),
+    ],
+)
+def test_names_that_cannot_reach_the_node_intact_are_refused_at_validate(
+    tmp_path: Path, name: str, why: str
+) -> None:
+    copy_from = tmp_path / "files"
+    copy_from.mkdir()
+    (copy_from / name).write_text("echo\n")
+    config = tmp_path / "batch.yaml"
+    config.write_text(
+        "keadm: {keadmBinDir: /usr/local/bin}\n"
+        "nodes:\n"
+        f"  - {{nodeName: edge-1, keadmCmd: version, copyFrom: {copy_from},\n"
+        "     ssh: {ip: 127.0.0.1, username: root}}\n"
+    )
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+
+    assert refused.value.errors == [
+        f"{config}: nodes[0].copyFrom: the file name {name!r} {why} (rename the file)"
+    ]
+
+
+HOSTILE_FILES = {
+    "a$(id>PWNED).sh": b'echo "copyFrom script ran"\n',
+    "pre flight.sh": b"#!/bin/bash\necho preflight\n",
+    'it\'s `touch PWNED`; "q".env': b"SITE=lab\n",
+}
+
+
+@pytest.mark.lab
+def test_hostile_copy_from_names_upload_byte_exact_on_a_lab_node(
+    fault_lab: FaultLab, tmp_path: Path
+) -> None:
+    copy_from = tmp_path / "hostile"
+    copy_from.mkdir()
+    for name, content in HOSTILE_FILES.items():
+        (copy_from / name).write_bytes(content)
+    node = "node-001"
+    entry = fault_lab.entry(node, cmd="{{.cmd}} --token={{.token}} '--pre-run=./a$(id>PWNED).sh'")
+    config = fault_lab.config([{**entry, "copyFrom": str(copy_from)}, *fault_lab.healthy()])
+
+    run = fault_lab.run(config, "hostile-names")
+
+    assert run.statuses() == {node: "ok", "node-002": "ok", "node-003": "ok"}, run.stderr
+    for name, content in HOSTILE_FILES.items():
+        on_node = fault_lab.lab.exec(node, ["cat", "--", f"{STAGING}/{name}"])
+        assert on_node.stdout == content.decode()
+    # The name reached keadm's --pre-run as the operator quoted it: it ran as a file, by name.
+    assert "copyFrom script ran" in run.node_log(node)
+    found = fault_lab.lab.exec(node, "find /root /home /tmp /var/lib/kubeedge -name PWNED")
+    assert found.stdout == ""
+    parts = fault_lab.lab.exec(node, f"ls -A {STAGING}").stdout.split("\n")
+    assert not [name for name in parts if name.endswith(".kenornir-part")]
