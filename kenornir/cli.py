@@ -250,11 +250,11 @@ def plan(args: argparse.Namespace) -> int:
 
 
 def node_plan(node: NodeConfig) -> list[str]:
+    from kenornir import shell
     from kenornir.config import STAGING_DIR
-    from kenornir.template import hook_command_line
 
     def hook_line(script: str) -> str:
-        return hook_command_line(Path(script).name, STAGING_DIR)
+        return shell.hook_line(Path(script).name, STAGING_DIR)
 
     ssh = node.ssh
     auth = "ssh-agent" if ssh.auth.kind == "agent" else f"{ssh.auth.kind} auth"
@@ -266,9 +266,32 @@ def node_plan(node: NodeConfig) -> list[str]:
     lines += [f"    pre-run   {hook_line(script)}" for script in node.pre_run]
     lines.append(f"    keadm     {node.remote_command_masked}")
     lines += [f"    post-run  {hook_line(script)}" for script in node.post_run]
-    if node.keadm_bin_dir is None:
-        lines.append("  (the uploaded keadm's sha256 is checked on the node right before it runs)")
-    return lines
+    return lines + verification_lines(node)
+
+
+def verification_lines(node: NodeConfig) -> list[str]:
+    """What the node checks before anything runs, by whom and when (see shell.guarded)."""
+    from kenornir.config import STAGING_DIR
+    from kenornir.shell import staging_chain
+
+    ssh = node.ssh
+    if ssh.sudo:
+        who, owner = "root (through sudo)", "root"
+    elif ssh.username == "root":
+        who = owner = "root"
+    else:
+        who, owner = f"the login user {ssh.username}", ssh.username
+    uploaded = ["keadm"] if node.keadm_bin_dir is None else []
+    uploaded += ["every copyFrom file"] if node.copy_from is not None else []
+    uploaded += ["each hook script"] if node.pre_run or node.post_run else []
+    if not uploaded:
+        return []
+    return [
+        f"  checked on the node by {who}, in the shell that runs them, right before they run:",
+        f"    {' and '.join(staging_chain(STAGING_DIR))}: directories owned by {owner}, "
+        "writable by no one else",
+        f"    {', '.join(uploaded)}: the sha256 kenornir uploaded",
+    ]
 
 
 def upload_lines(node: NodeConfig) -> list[str]:

@@ -16,11 +16,11 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from kenornir.shell import keadm_line, unsendable_reason
 from kenornir.template import (
     MissingPlaceholders,
     TemplateProblem,
     mask_secrets,
-    remote_command_line,
     render_command,
     secret_values,
     token_values,
@@ -95,11 +95,11 @@ class NodeConfig:
 
     @property
     def remote_command(self) -> str:
-        return remote_command_line(self.keadm_cmd, self.work_dir)
+        return keadm_line(self.keadm_cmd, self.work_dir)
 
     @property
     def remote_command_masked(self) -> str:
-        return remote_command_line(self.keadm_cmd_masked, self.work_dir)
+        return keadm_line(self.keadm_cmd_masked, self.work_dir)
 
 
 @dataclass(frozen=True)
@@ -822,6 +822,10 @@ def _check_uploads(reader: _Reader, draft: _NodeDraft) -> None:
 def _add_upload(
     reader: _Reader, uploads: dict[str, tuple[str, str]], name: str, source: str, path: str
 ) -> None:
+    unsendable = unsendable_reason(name)
+    if unsendable is not None:
+        reader.fail(path, f"the file name {name!r} {unsendable} (rename the file)")
+        return
     local, field = uploads.get(name, (source, path))
     if not local:
         reader.fail(path, "has a file named 'keadm', which would replace keadm itself (rename it)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import shlex
 from collections.abc import Iterable, Mapping
 
 import jinja2
@@ -64,23 +63,6 @@ def render_command(template_text: str, context: Mapping[str, object]) -> str:
     # it raises is a fault in the config, to be reported like any other.
     except Exception as exc:
         raise TemplateProblem(f"cannot render: {type(exc).__name__}") from None
-
-
-def is_reset(keadm_cmd: str) -> bool:
-    """Whether keadm will ask for confirmation (`reset`), which upstream answers with `yes |`."""
-    words = keadm_cmd.split()
-    return bool(words) and words[0] == "reset"
-
-
-def remote_command_line(keadm_cmd: str, work_dir: str) -> str:
-    """The exact shell line run on the node, upstream's form: `cd DIR && ./keadm CMD`."""
-    runner = "yes | ./keadm" if is_reset(keadm_cmd) else "./keadm"
-    return f"cd {shlex.quote(work_dir)} && {runner} {keadm_cmd}"
-
-
-def hook_command_line(script_name: str, work_dir: str) -> str:
-    """The shell line that runs an uploaded preRun/postRun script where it was uploaded."""
-    return f"cd {shlex.quote(work_dir)} && /bin/bash ./{shlex.quote(script_name)}"
 
 
 def is_secret_key(key: str) -> bool:

@@ -218,7 +218,10 @@ class TestPlan:
             "    keadm     cd /tmp/kubeedge/keadm && "
             "./keadm join --token=*** --pre-run=./setup.sh\n"
             "    post-run  cd /tmp/kubeedge/keadm && /bin/bash ./verify.sh\n"
-            "  (the uploaded keadm's sha256 is checked on the node right before it runs)\n"
+            "  checked on the node by root, in the shell that runs them, right before they run:\n"
+            "    /tmp/kubeedge and /tmp/kubeedge/keadm: directories owned by root, writable by "
+            "no one else\n"
+            "    keadm, every copyFrom file, each hook script: the sha256 kenornir uploaded\n"
             "\n"
             "edge-2  127.0.0.12:2222  user edge, privateKey auth\n"
             "  uploads to /tmp/kubeedge/keadm:\n"
@@ -226,6 +229,11 @@ class TestPlan:
             "  runs (through sudo):\n"
             "    keadm     cd /usr/local/bin && yes | ./keadm reset edge --token ***\n"
             "    post-run  cd /tmp/kubeedge/keadm && /bin/bash ./verify.sh\n"
+            "  checked on the node by root (through sudo), in the shell that runs them, right "
+            "before they run:\n"
+            "    /tmp/kubeedge and /tmp/kubeedge/keadm: directories owned by root, writable by "
+            "no one else\n"
+            "    each hook script: the sha256 kenornir uploaded\n"
         )
 
     def test_a_node_with_nothing_to_upload(

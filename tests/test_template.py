@@ -1,4 +1,4 @@
-"""keadmCmd rendering, the remote command line and secret masking."""
+"""keadmCmd rendering and secret masking."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from kenornir.template import (
     MASK,
     MissingPlaceholders,
     TemplateProblem,
-    hook_command_line,
     is_secret_key,
     mask_secrets,
-    remote_command_line,
     render_command,
     secret_values,
     token_values,
@@ -58,28 +56,6 @@ class TestRender:
     def test_broken_or_unsafe_templates_raise_template_problem(self, template: str) -> None:
         with pytest.raises(TemplateProblem):
             render_command(template, ARGS)
-
-
-class TestRemoteCommandLine:
-    def test_upstream_form(self) -> None:
-        line = remote_command_line("join --token=x", "/tmp/kubeedge/keadm")
-        assert line == "cd /tmp/kubeedge/keadm && ./keadm join --token=x"
-
-    def test_reset_is_answered_with_yes(self) -> None:
-        line = remote_command_line("reset edge", "/tmp/kubeedge/keadm")
-        assert line == "cd /tmp/kubeedge/keadm && yes | ./keadm reset edge"
-
-    def test_only_the_first_word_makes_a_reset(self) -> None:
-        line = remote_command_line("join --post-run=reset.sh", "/opt/keadm")
-        assert line == "cd /opt/keadm && ./keadm join --post-run=reset.sh"
-
-    def test_hook_line_runs_the_uploaded_script_with_bash(self) -> None:
-        assert hook_command_line("pre flight.sh", "/tmp/kubeedge/keadm") == (
-            "cd /tmp/kubeedge/keadm && /bin/bash ./'pre flight.sh'"
-        )
-
-    def test_the_work_dir_is_quoted(self) -> None:
-        assert remote_command_line("version", "/opt/my keadm").startswith("cd '/opt/my keadm' && ")
 
 
 class TestSecrets:
