@@ -53,18 +53,35 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
 
 
 class _WarningsToStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """kenornir's own warnings (e.g. an unverified package) as one `kenornir: warning:` line."""
+    """kenornir's own warnings (e.g. an unverified package) as one `kenornir: warning:` line,
+    with the loaded config's secrets masked."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
         self.setLevel(logging.WARNING)
         self.setFormatter(logging.Formatter("kenornir: warning: %(message)s"))
+        self.secrets: tuple[str, ...] = ()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if not self.secrets:
+            return text
+        from kenornir.template import mask_secrets
+
+        return mask_secrets(text, self.secrets)
 
 
 def show_warnings() -> None:
     logger = logging.getLogger("kenornir")
     if not any(isinstance(h, _WarningsToStderr) for h in logger.handlers):
         logger.addHandler(_WarningsToStderr())
+
+
+def mask_warnings(secrets: Sequence[str]) -> None:
+    """From now on, mask these secrets in the warnings shown on stderr."""
+    for handler in logging.getLogger("kenornir").handlers:
+        if isinstance(handler, _WarningsToStderr):
+            handler.secrets = tuple(secrets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,6 +123,7 @@ def load_or_report(args: argparse.Namespace) -> BatchConfig | None:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return None
+    mask_warnings(config.secrets)
     warning = exposed_secrets_warning(given[0], config)
     if warning is not None:
         print(f"kenornir: warning: {warning}", file=sys.stderr)
@@ -449,8 +467,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"kenornir: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if batch_run.prepare_error is not None:
+        failure = mask_secrets(batch_run.prepare_error, config.secrets)
         print(
-            f"kenornir: preparing keadm packages failed: {batch_run.prepare_error}\n"
+            f"kenornir: preparing keadm packages failed: {failure}\n"
             f"no node was touched; report: {batch_run.run_dir / 'report.json'}",
             file=sys.stderr,
         )

@@ -24,6 +24,7 @@ from kenornir.template import (
     render_command,
     secret_values,
     token_values,
+    url_secrets,
 )
 
 STAGING_DIR = "/tmp/kubeedge/keadm"
@@ -145,6 +146,8 @@ class BatchConfig:
     nodes: tuple[NodeConfig, ...]
     max_run_num: int
     source: str
+    # Every value read through `${NAME}`: secrets that are not in the file.
+    environment_secrets: tuple[str, ...] = ()
 
     @property
     def needs_packages(self) -> bool:
@@ -188,7 +191,8 @@ def exposed_secrets_warning(path: str | Path, config: BatchConfig) -> str | None
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return None
-    if not mode & 0o077 or not any(secret in text for secret in config.secrets):
+    written = set(config.secrets) - set(config.environment_secrets)
+    if not mode & 0o077 or not any(secret in text for secret in written):
         return None
     return (
         f"{path} holds passwords or tokens and is open to group or others (mode {mode:04o}): "
@@ -310,6 +314,7 @@ class _Reader:
         self.config_dir = config_dir
         self.errors: list[str] = []
         self.failed: set[str] = set()
+        self.environment_values: set[str] = set()
         self._constructor = SafeConstructor()
 
     def fail(self, path: str, message: str) -> None:
@@ -440,6 +445,11 @@ class _Reader:
             )
         if unset:
             return None
+        # The user put these in the environment to keep them out of the file: each is a secret,
+        # whatever the key that reads it.
+        self.environment_values.update(
+            self.env[name] for name in _ENV_REFERENCE.findall(value) if self.env[name]
+        )
         return _ENV_REFERENCE.sub(lambda match: self.env[match.group(1)], value)
 
     def choice(
@@ -584,6 +594,7 @@ def _read_batch(reader: _Reader, root: Node) -> BatchConfig | None:
         nodes=tuple(node for node in nodes if node is not None),
         max_run_num=max_run_num or DEFAULT_MAX_RUN_NUM,
         source=reader.source,
+        environment_secrets=tuple(sorted(reader.environment_values)),
     )
 
 
@@ -592,8 +603,9 @@ def _read_keadm(reader: _Reader, node: Node | None) -> tuple[KeadmConfig, dict[s
     download = reader.mapping(section.get("download"), "keadm.download", "keadm.download") or {}
     url = reader.text(download.get("url"), "keadm.download.url")
     if url is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        shown = mask_secrets(repr(url), url_secrets(url))
         reader.fail(
-            "keadm.download.url", f"{url!r} is not an http(s) URL (write https://host/path)"
+            "keadm.download.url", f"{shown} is not an http(s) URL (write https://host/path)"
         )
     version = reader.text(
         section.get("keadmVersion"), "keadm.keadmVersion", what="the keadm version, e.g. v1.20.0"
@@ -939,6 +951,7 @@ def _finish_node(
         credentials=(auth.password, auth.passphrase),
         template_args=keadm.cmd_tpl_args,
         commands=(command,),
+        config_secrets=(*reader.environment_values, *url_secrets(keadm.download.url or "")),
     )
     return NodeConfig(
         name=draft.name,

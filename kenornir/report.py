@@ -19,7 +19,7 @@ from nornir.core.task import AggregatedResult, MultiResult, Task
 
 from kenornir.nodelog import NODE_LOGGER_PREFIX, node_logger
 from kenornir.outcome import NodeOutcome, Stage, Status
-from kenornir.template import mask_secrets
+from kenornir.template import mask_record, mask_secrets
 
 EXIT_OK = 0
 EXIT_NODES_FAILED = 1
@@ -288,7 +288,7 @@ def outcome_line(outcome: NodeOutcome) -> str:
 
 def append_event(run_dir: Path, record: Mapping[str, Any], secrets: Sequence[str]) -> None:
     """Append one line to events.jsonl and flush it to disk: a crash loses nothing recorded."""
-    line = mask_secrets(json.dumps(record, sort_keys=True), secrets) + "\n"
+    line = json.dumps(mask_record(record, secrets), sort_keys=True) + "\n"
     with (run_dir / EVENTS_FILE).open("a", encoding="utf-8") as events:
         events.write(line)
         events.flush()
@@ -305,7 +305,7 @@ def exit_code(outcomes: Iterable[NodeOutcome], interrupted: bool) -> int:
 def write_report(run_dir: Path, report: Mapping[str, Any], secrets: Sequence[str]) -> Path:
     path = run_dir / REPORT_FILE
     temporary = run_dir / f".{REPORT_FILE}.tmp"
-    temporary.write_text(mask_secrets(json.dumps(report, indent=2), secrets) + "\n", "utf-8")
+    temporary.write_text(json.dumps(mask_record(report, secrets), indent=2) + "\n", "utf-8")
     temporary.replace(path)
     return path
 

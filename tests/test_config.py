@@ -180,7 +180,8 @@ class TestSecretsFromEnvironment:
         assert node.keadm_cmd == "join-x --token=tok-123"
         assert node.ssh.auth.passphrase == "open sesame"
         assert node.ssh.auth.private_key_path == str(key)
-        assert set(node.secrets) == {"tok-123", "open sesame"}
+        # A value kept in the environment is a secret, whatever its key (SUFFIX's too).
+        assert set(node.secrets) == {"tok-123", "open sesame", "x"}
 
     def test_load_config_reads_the_process_environment_by_default(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -76,7 +76,7 @@ class TestSecrets:
 
     def test_token_values_in_both_spellings_and_quotes(self) -> None:
         command = "join --token=aaa --token bbb --token='c c' --token \"d d\" --tokenizer=x"
-        assert token_values(command) == ["aaa", "bbb", "c c", "d d"]
+        assert token_values(command) == ["aaa", "bbb", "c c", "'c c'", "d d", '"d d"']
 
     def test_secret_values_collects_credentials_args_and_tokens(self) -> None:
         found = secret_values(

@@ -74,15 +74,32 @@ class FaultRun:
 
 
 def leaked_secrets(secrets: Iterable[str], outputs: Mapping[str, str]) -> list[str]:
-    """Each secret found in outputs, as `secret #N in WHERE: ...context...` (value replaced)."""
+    """Each secret found in outputs, as written or escaped the way JSON or repr() writes it
+    (a secret with `"`, `\\` or non-ASCII), as `secret #N in WHERE: ...context...` (value
+    replaced)."""
     leaks = []
     for number, secret in enumerate(secrets, start=1):
         for where, text in outputs.items():
-            at = text.find(secret)
-            if at >= 0:
-                context = text[max(0, at - 80) : at + len(secret) + 80]
-                leaks.append(f"secret #{number} in {where}: {context.replace(secret, '<SECRET>')}")
+            for spelling in secret_spellings(secret):
+                at = text.find(spelling)
+                if at >= 0:
+                    context = text[max(0, at - 80) : at + len(spelling) + 80]
+                    shown = context.replace(spelling, "<SECRET>")
+                    leaks.append(f"secret #{number} in {where}: {shown}")
+                    break
     return leaks
+
+
+def secret_spellings(secret: str) -> list[str]:
+    """A secret as is and as JSON (report.json, events.jsonl) or repr() would escape it."""
+    spellings = [
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        repr(secret.encode())[2:-1],
+    ]
+    return list(dict.fromkeys(spellings))
 
 
 @dataclass
