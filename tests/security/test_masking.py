@@ -7,6 +7,7 @@ import json
 import logging
 import shlex
 import shutil
+import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -26,6 +27,7 @@ from kenornir.config import ConfigError, parse_config
 from kenornir.nodelog import node_logger
 from kenornir.report import RunRecorder, Terminal, append_event, route_library_logs, write_report
 from kenornir.template import MASK, mask_record, mask_secrets, token_values, url_secrets
+from tests.batch_configs import LAB_TOKEN
 from tests.faults.conftest import FaultLab, FaultRun, leaked_secrets, secret_spellings
 from tests.http_server import LocalHTTPServer
 from tests.lab.inventory import batch_config
@@ -413,7 +415,9 @@ def test_dotted_node_names_each_log_to_their_own_file_with_their_own_secrets(
 
 SHORTHAND_TOKEN = "shorthand-tok-5150"
 SPACED_TOKEN = "spaced-tok-6262"
+NAMED_SECRET = "named-secret-8080"  # under a cmdTplArgs key named like a secret
 NOTE = 'env"note\\with-\u00e4-9'  # from ${KENORNIR_TEST_NOTE}, under a key not named secret
+PASSPHRASE = 'ph"ra\\se-\u00f6-1'  # from ${KENORNIR_TEST_PASSPHRASE}
 LAB_URL_PASSWORD = "lab%2Fmirror-pass-2718"  # decoded: lab/mirror-pass-2718
 
 
@@ -424,11 +428,17 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
     lab_packages: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every kind at once, each where it can show: the lab password, a passphrase, `--token=`,
+    `--token X`, `-t X`, URL credentials, `${NAME}` values, secret-named cmdTplArgs; a dotted
+    node name beside its parent name."""
     monkeypatch.setenv("KENORNIR_TEST_NOTE", NOTE)
+    monkeypatch.setenv("KENORNIR_TEST_PASSPHRASE", PASSPHRASE)
     fault_lab.secrets += [
         SHORTHAND_TOKEN,
         SPACED_TOKEN,
+        NAMED_SECRET,
         NOTE,
+        PASSPHRASE,
         LAB_URL_PASSWORD,
         "lab/mirror-pass-2718",
     ]
@@ -446,15 +456,35 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
         auth="password",
         extra={"nodeName": "edge"},
     )
+    # The lab key, encrypted with the passphrase.
+    key = fault_lab.workdir / "id_encrypted"
+    shutil.copy(fault_lab.lab.key_path, key)
+    key.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", PASSPHRASE, "-f", key], check=True)
+    encrypted = fault_lab.entry(
+        "node-003",
+        cmd="{{.cmd}} --token={{.token}} --edgenode-name=edge-3 --fake-x={{.joinSecret}}",
+        extra={"nodeName": "edge-3"},
+    )
+    encrypted["ssh"]["auth"] = {
+        "type": "privateKey",
+        "privateKeyAuth": {"privateKeyPath": str(key), "passphrase": "${KENORNIR_TEST_PASSPHRASE}"},
+    }
     mirror = fault_lab.workdir / "mirror"
     mirror.mkdir()
     shutil.copy(lab_packages["amd64"], mirror)
     with LocalHTTPServer(mirror) as server:
         address = server.url.removeprefix("http://")
         data = batch_config(
-            [dotted, spaced],
+            [dotted, spaced, encrypted],
             fault_lab.offline_dir,
-            cmd_tpl_args={"cmd": "join", "tk": SHORTHAND_TOKEN, "note": "${KENORNIR_TEST_NOTE}"},
+            cmd_tpl_args={
+                "cmd": "join",
+                "tk": SHORTHAND_TOKEN,
+                "note": "${KENORNIR_TEST_NOTE}",
+                "token": LAB_TOKEN,
+                "joinSecret": NAMED_SECRET,
+            },
             arch_group=["amd64"],
         )
         data["keadm"]["download"] = {"url": f"http://kenornir:{LAB_URL_PASSWORD}@{address}"}
@@ -465,7 +495,7 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
         run = fault_lab.run(config, "masking", "--insecure-skip-checksum")
 
     assert server.requests, "the package was not downloaded"
-    assert run.statuses() == {"edge.1": "failed", "edge": "ok"}, run.stderr
+    assert run.statuses() == {"edge.1": "failed", "edge": "ok", "edge-3": "ok"}, run.stderr
     assert run.record("edge.1")["stage"] == "post-run"
     assert "note: ***" in run.record("edge.1")["reason"]
     # keadm itself got its token through -t.
@@ -473,6 +503,7 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
     assert argv[argv.index("-t") + 1] == SHORTHAND_TOKEN
     dotted_log, edge_log = run.node_log("edge.1"), run.node_log("edge")
     assert "./keadm join -t *** --edgenode-name=edge.1 --fake-note='***'" in dotted_log
+    assert "stderr: note: ***" in dotted_log
     assert "./keadm join --token *** --edgenode-name=edge" in edge_log
     assert "edge.1" not in edge_log
-    assert "stderr: note: ***" in dotted_log
+    assert "--token=*** --edgenode-name=edge-3 --fake-x=***" in run.node_log("edge-3")
