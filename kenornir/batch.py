@@ -197,7 +197,7 @@ def run_batch(
     """The whole batch. Raises ConfigError or SelectionError (exit 2).
 
     A package that cannot be prepared ends the run before any node is touched, with exit code
-    3 and `prepare_error` set; the report then lists every node as skipped.
+    3 and `prepare_error` set; the report then lists every node as skipped and no package.
 
     Node lines go to stream as they happen (with a progress bar when progress is set); the
     summary is the caller's to print.
@@ -224,8 +224,8 @@ def run_batch(
     interrupted = False
     prepare_error: str | None = None
     results: AggregatedResult | None = None
+    packages: dict[str, KeadmPackage] = {}
     try:
-        packages: dict[str, KeadmPackage] = {}
         try:
             packages = prepare(batch, options)
         except KeyboardInterrupt:
@@ -258,6 +258,7 @@ def run_batch(
         finished=datetime.now(UTC).isoformat(),
         exit_code=code,
         totals=totals(outcomes),
+        packages={arch: packages[arch].to_record() for arch in sorted(packages)},
         nodes=[o.to_record() for o in outcomes],
     )
     write_report(run_dir, report, secrets)

@@ -399,12 +399,18 @@ def add_run(subcommands: Subcommands) -> None:
 
 def add_package_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
-        "--cache-dir", type=Path, metavar="DIR", help="default ~/.cache/kenornir/keadm"
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="default ~/.cache/kenornir/keadm; made 0700 when missing; refused (exit 3) when it, "
+        "a dir in it or a parent (sticky ones such as /tmp excepted) is writable by group or "
+        "others or owned by another user",
     )
     group.add_argument(
         "--insecure-skip-checksum",
         action="store_true",
-        help="accept a release that publishes no checksum file (a published one is still checked)",
+        help="use a package that has no checksum file (none published, none beside the offline "
+        "tarball) unverified; a checksum that exists is still checked",
     )
 
 

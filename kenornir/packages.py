@@ -7,20 +7,23 @@ import hashlib
 import json
 import logging
 import os
+import pwd
 import re
+import stat
 import tarfile
 import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, TypeVar
 
 from kenornir import __version__
 from kenornir.checksum import ChecksumFormatError, file_digest, parse_sha512_checksum
+from kenornir.template import mask_secrets, url_secrets
 
 if TYPE_CHECKING:
     import requests
@@ -72,6 +75,14 @@ class KeadmPackage:
     # as they unpack it about 5x faster than the tarball's gzip.
     binary_zstd: Path
 
+    def to_record(self) -> dict[str, str | bool]:
+        """What report.json keeps of it: the release, where it came from, whether it was checked."""
+        return {
+            "version": self.version,
+            "source": self.source,
+            "sha512_verified": self.checksum_verified,
+        }
+
 
 def tarball_name(version: str, arch: str) -> str:
     """Release asset name of the keadm tarball, as upstream publishes it."""
@@ -96,9 +107,106 @@ def default_cache_root() -> Path:
     return base / "kenornir" / "keadm"
 
 
-def package_cache_dir(cache_root: Path, version: str, arch: str) -> Path:
-    """`ROOT/<ver>/<arch>/`: the downloaded tarball, its checksum and the unpacked binary."""
-    return cache_root / version / arch
+def private_cache_root(cache_root: Path) -> Path:
+    """The real path of a cache root no other user can write to, created 0700 when missing.
+
+    The rule is OpenSSH's safe-path check: the root and every parent must be owned by the
+    current user or root and writable by neither group nor others. A parent that is sticky
+    (like /tmp) may be writable by all, since nobody can then replace an entry of ours in it;
+    the root itself may not. Missing dirs (parents included) are created 0700.
+
+    Symlinks in the given path, the root included, are resolved first, as OpenSSH does: what is
+    checked is every dir of the real path, and the real path is what the caller uses from then
+    on, so a link changed after the check cannot redirect the run. Inside the root kenornir
+    makes its dirs itself, so a symlink there is refused (see private_package_dirs).
+
+    Raises:
+        PackageError: a dir is unsafe (the message names it and what to do), or unreadable.
+    """
+    try:
+        real = cache_root.resolve()
+        existing = next(path for path in (real, *real.parents) if path.exists())
+        for directory in reversed((existing, *existing.parents)):
+            # lstat: a component that turned into a link since resolve() is refused, not followed.
+            info = directory.lstat()
+            # Only parents of the root may be shared sticky dirs.
+            parent = directory != real
+            _require_private_dir(directory, info, cache_root, sticky_parent=parent)
+        for name in real.relative_to(existing).parts:
+            existing = _private_subdir(existing, name, cache_root)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise PackageError(f"cannot use keadm cache {cache_root}: {exc}") from None
+    return real
+
+
+def private_package_dirs(cache_root: Path, version: str, arches: Sequence[str]) -> dict[str, Path]:
+    """`ROOT/<ver>/<arch>/` per arch (tarball, checksum, unpacked binary) under the checked root.
+
+    Each dir is made 0700 when missing and checked as private_cache_root checks; a symlink
+    there is refused.
+    """
+    root = private_cache_root(cache_root)
+    try:
+        version_dir = _private_subdir(root, version, cache_root)
+        return {arch: _private_subdir(version_dir, arch, cache_root) for arch in arches}
+    except OSError as exc:
+        raise PackageError(f"cannot use keadm cache {root}: {exc}") from None
+
+
+def _private_subdir(parent: Path, name: str, cache_root: Path) -> Path:
+    path = parent / name
+    with suppress(FileExistsError):  # checked below, whoever made it
+        path.mkdir(mode=0o700)
+    _require_private_dir(path, path.lstat(), cache_root, sticky_parent=False)
+    return path
+
+
+def _require_private_dir(
+    path: Path, info: os.stat_result, cache_root: Path, *, sticky_parent: bool
+) -> None:
+    problem = _shared_dir_problem(path, info, sticky_parent=sticky_parent)
+    if problem is not None:
+        raise PackageError(f"unsafe keadm cache {cache_root}: {problem}")
+
+
+def _shared_dir_problem(path: Path, info: os.stat_result, *, sticky_parent: bool) -> str | None:
+    """What would let another user put files in or under path, and what to do; None if nothing."""
+    another_dir = "or use another --cache-dir"
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symbolic link: remove it (kenornir makes a private dir there)"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a directory: remove it {another_dir}"
+    if info.st_uid not in (0, os.geteuid()):
+        return (
+            f"{path} is owned by {_user_name(info.st_uid)}, not by you or root: "
+            f"its content may be theirs; use another --cache-dir"
+        )
+    bits = (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
+    writers = " and ".join(who for who, bit in bits if info.st_mode & bit)
+    if not writers or (sticky_parent and info.st_mode & stat.S_ISVTX):
+        return None
+    mode = f"mode {stat.S_IMODE(info.st_mode):04o}"
+    if sticky_parent:
+        return (
+            f"{path} is writable by {writers} ({mode}, not sticky): chmod go-w {path} {another_dir}"
+        )
+    # A cache dir others could write to may hold what they planted: tightening it is not enough.
+    return (
+        f"{path} is writable by {writers} ({mode}): chmod go-w {path} and delete what you did "
+        f"not put there, {another_dir}"
+    )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def masked_url(url: str) -> str:
+    """url as it may be shown: `https://user:***@mirror/...`, never the credentials themselves."""
+    return mask_secrets(url, url_secrets(url))
 
 
 def prepare_packages(
@@ -125,8 +233,11 @@ def prepare_packages(
         base_url: `download.url`; None or "" means GitHub's release page for `version`.
         offline_dir: `offlinePackageDir`, holding `<arch>/NAME` or `NAME`; only read, never written.
         cache_dir: cache root (default `default_cache_root()`); files go to `ROOT/<ver>/<arch>/`.
-        verify_checksum: when False a download without a published checksum file is used
-            unverified with a warning; a checksum that exists is always checked.
+            Made 0700 when missing; refused when others could write to it (see
+            `private_cache_root`).
+        verify_checksum: when False a package without a checksum file (none published, none
+            beside the offline tarball) is used unverified with a warning; when True it is
+            refused. A checksum that exists is always checked.
         progress: download progress per arch, called from worker threads.
         session: requests session to use (one is created and closed otherwise).
         timeouts: (connect, read) seconds for every HTTP request.
@@ -151,17 +262,22 @@ def prepare_packages(
             "download is disabled and no offlinePackageDir is set: "
             "set keadm.offlinePackageDir or enable keadm.download"
         )
-    cache_root = cache_dir if cache_dir is not None else default_cache_root()
+    arch_dirs = private_package_dirs(
+        cache_dir if cache_dir is not None else default_cache_root(), version, wanted
+    )
     parts = _PartFiles()
     offline = None if download else offline_dir
     own_session = _new_session() if offline is None and session is None else None
     http = session or own_session
+    credentials = url_secrets(base_url or "")
 
     def prepare_one(arch: str) -> KeadmPackage:
-        arch_dir = package_cache_dir(cache_root, version, arch)
+        arch_dir = arch_dirs[arch]
         try:
             if offline is not None:
-                return _prepare_offline(version, arch, offline, arch_dir, parts)
+                return _prepare_offline(
+                    version, arch, offline, arch_dir, parts, verify_checksum=verify_checksum
+                )
             assert http is not None  # a session exists whenever there is something to download
             fetcher = _Fetcher(http, timeouts, retries, backoff, parts, progress)
             base = package_base_url(version, base_url or None)
@@ -173,8 +289,9 @@ def prepare_packages(
                 arch_dir=arch_dir,
                 verify_checksum=verify_checksum,
             )
-        except OSError as exc:
-            raise PackageError(f"{arch}: cannot prepare keadm {version}: {exc}") from exc
+        except OSError as exc:  # requests' exceptions too, whose text may hold the URL
+            reason = mask_secrets(str(exc), credentials)
+            raise PackageError(f"{arch}: cannot prepare keadm {version}: {reason}") from None
 
     try:
         return _prepare_concurrently(wanted, prepare_one, parts)
@@ -245,7 +362,6 @@ def _prepare_download(
     arch_dir: Path,
     verify_checksum: bool,
 ) -> KeadmPackage:
-    arch_dir.mkdir(parents=True, exist_ok=True)
     tarball = arch_dir / tarball_name(version, arch)
     stored_checksum = arch_dir / checksum_name(version, arch)
     cached_digest = _verified_cached_tarball(tarball, stored_checksum, arch)
@@ -265,7 +381,7 @@ def _prepare_download(
     checksum_url = f"{base_url}/{checksum_name(version, arch)}"
     tarball_url = f"{base_url}/{tarball_name(version, arch)}"
     expected = fetcher.fetch_checksum(checksum_url, version, arch, required=verify_checksum)
-    log.info("%s: downloading %s", arch, tarball_url)
+    log.info("%s: downloading %s", arch, masked_url(tarball_url))
     digest = fetcher.download_verified(tarball_url, tarball, expected, version, arch)
     verified = expected is not None
     if verified:
@@ -314,7 +430,13 @@ def _verified_cached_tarball(tarball: Path, stored_checksum: Path, arch: str) ->
 
 
 def _prepare_offline(
-    version: str, arch: str, offline_dir: Path, arch_dir: Path, parts: _PartFiles
+    version: str,
+    arch: str,
+    offline_dir: Path,
+    arch_dir: Path,
+    parts: _PartFiles,
+    *,
+    verify_checksum: bool,
 ) -> KeadmPackage:
     name = tarball_name(version, arch)
     candidates = [offline_dir / arch / name, offline_dir / name]
@@ -338,6 +460,12 @@ def _prepare_offline(
                 f"{arch}: offline package {tarball} does not match {checksum_file}: "
                 f"expected sha512 {expected}, got {digest}; replace the corrupted file"
             )
+    elif verify_checksum:
+        raise PackageError(
+            f"{arch}: offline package {tarball} has no checksum file {checksum_file} beside it: "
+            "put the release's checksum file there, or use the package unverified with "
+            "--insecure-skip-checksum (or keadm.download.verifyChecksum: false)"
+        )
     else:
         log.warning(
             "%s: offline package %s is not verified: no checksum file %s beside it",
@@ -345,7 +473,6 @@ def _prepare_offline(
             tarball,
             checksum_file,
         )
-    arch_dir.mkdir(parents=True, exist_ok=True)
     return _unpacked_package(
         version,
         arch,
@@ -389,19 +516,22 @@ class _Fetcher:
                 return answer.text
 
         text = self._with_retries(attempt, url, arch)
+        shown = masked_url(url)
         if text is None:
             if required:
                 raise PackageError(
-                    f"{arch}: release {version} has no checksum file for linux/{arch}: {url} "
+                    f"{arch}: release {version} has no checksum file for linux/{arch}: {shown} "
                     "returned 404; check keadmVersion, archGroup and download.url, or turn "
                     "checksum verification off to use the package unverified"
                 )
-            log.warning("%s: no checksum file at %s (404); the package is not verified", arch, url)
+            log.warning(
+                "%s: no checksum file at %s (404); the package is not verified", arch, shown
+            )
             return None
         try:
             return parse_sha512_checksum(text)
         except ChecksumFormatError as exc:
-            raise PackageError(f"{arch}: checksum file {url}: {exc}") from None
+            raise PackageError(f"{arch}: checksum file {shown}: {exc}") from None
 
     def download_verified(
         self, url: str, final: Path, expected: str | None, version: str, arch: str
@@ -411,7 +541,7 @@ class _Fetcher:
             digest = self._with_retries(lambda: self._stream(url, out, version, arch), url, arch)
             if expected is not None and digest != expected:
                 raise PackageError(
-                    f"{arch}: checksum mismatch for {url}: expected sha512 {expected}, "
+                    f"{arch}: checksum mismatch for {masked_url(url)}: expected sha512 {expected}, "
                     f"got {digest}; the download was deleted, check download.url and retry"
                 )
         return digest
@@ -448,17 +578,18 @@ class _Fetcher:
                 return attempt()
             except (requests.ConnectionError, requests.Timeout, _TransientHTTPError) as exc:
                 failures += 1
-                reason = " ".join(str(exc).split())
+                # requests names the URL in some of its messages: its credentials are masked.
+                reason = mask_secrets(" ".join(str(exc).split()), url_secrets(url))
                 if failures > self.retries:
                     raise PackageError(
-                        f"{arch}: could not download {url} ({failures} attempts): {reason}; "
-                        "check the network and download.url"
+                        f"{arch}: could not download {masked_url(url)} ({failures} attempts): "
+                        f"{reason}; check the network and download.url"
                     ) from None
                 delay = self.backoff * 2 ** (failures - 1)
                 log.warning(
                     "%s: %s failed (%s); retry %d of %d in %.2f s",
                     arch,
-                    url,
+                    masked_url(url),
                     reason,
                     failures,
                     self.retries,
@@ -476,7 +607,8 @@ def _raise_for_status(answer: requests.Response, url: str, version: str, arch: s
     status = answer.status_code
     if status < 400:
         return
-    what = f"{url} returned {status} {answer.reason}"
+    # The reason phrase is the server's own text: masked along with the URL.
+    what = mask_secrets(f"{url} returned {status} {answer.reason}", url_secrets(url))
     if status >= 500:
         raise _TransientHTTPError(what)
     if status == 404:

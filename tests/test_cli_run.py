@@ -225,7 +225,7 @@ class TestPrepare:
             ],
         )
         config = offline_config(tmp_path / "offline.yaml", tmp_path / "offline")
-        result = self.prepare(config)
+        result = self.prepare(config, "--insecure-skip-checksum")
         assert result.returncode == 3
         warning, error = result.stderr.splitlines()
         assert warning.startswith("kenornir: warning: ") and "not verified" in warning

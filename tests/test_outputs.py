@@ -87,6 +87,8 @@ def test_node_logs_events_and_report(
         "skipped": 0,
     }
     assert {n["node"] for n in report["nodes"] if n["status"] == "failed"} == FAILING
+    verified = {"version": "v1.22.0", "source": "offline", "sha512_verified": True}
+    assert report["packages"] == dict.fromkeys(("amd64", "arm", "arm64"), verified)
     assert sorted(node_records, key=lambda r: r["node"]) == report["nodes"]
 
 

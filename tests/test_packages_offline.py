@@ -23,7 +23,7 @@ from kenornir.packages import (
     prepare_packages,
     tarball_name,
 )
-from tests.lab.packages import Layout, build_packages, keadm_member_digest
+from tests.lab.packages import Layout, build_packages, checksum_path, keadm_member_digest
 
 VERSION = "v1.22.0"
 ARCHES = ("amd64", "arm64", "arm")
@@ -32,10 +32,20 @@ BINARY_SIZE = 256 * 1024
 
 
 def prepare_offline(
-    offline_dir: Path, cache_dir: Path, arches: Sequence[str] = ARCHES
+    offline_dir: Path,
+    cache_dir: Path,
+    arches: Sequence[str] = ARCHES,
+    *,
+    verify_checksum: bool = True,
 ) -> dict[str, KeadmPackage]:
     return prepare_packages(
-        VERSION, arches, download=False, base_url=None, offline_dir=offline_dir, cache_dir=cache_dir
+        VERSION,
+        arches,
+        download=False,
+        base_url=None,
+        offline_dir=offline_dir,
+        cache_dir=cache_dir,
+        verify_checksum=verify_checksum,
     )
 
 
@@ -84,14 +94,28 @@ class TestOfflineLayouts:
             assert package.tarball_sha512 == tarball_sha512
         assert files_under(offline_dir) == offline_before, "the offline dir is never written"
 
-    def test_without_checksum_file_is_used_with_a_warning(
+    def test_without_checksum_file_is_refused(self, offline_dir: Path, cache_dir: Path) -> None:
+        tarball = build_packages(offline_dir, VERSION, ["arm64"], BINARY_SIZE)["arm64"]
+        checksum = tarball.with_name(checksum_name(VERSION, "arm64"))
+        checksum.unlink()
+
+        with pytest.raises(PackageError) as failure:
+            prepare_offline(offline_dir, cache_dir, ["arm64"])
+
+        message = str(failure.value)
+        assert message.startswith(f"arm64: offline package {tarball} has no checksum file ")
+        assert str(checksum) in message and "--insecure-skip-checksum" in message
+        assert "\n" not in message
+        assert not (cache_dir / VERSION / "arm64" / "keadm").exists()
+
+    def test_without_checksum_file_and_verification_off_is_used_with_a_warning(
         self, offline_dir: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         tarball = build_packages(offline_dir, VERSION, ["arm64"], BINARY_SIZE)["arm64"]
         tarball.with_name(checksum_name(VERSION, "arm64")).unlink()
 
         with caplog.at_level(logging.WARNING, logger="kenornir.packages"):
-            packages = prepare_offline(offline_dir, cache_dir, ["arm64"])
+            packages = prepare_offline(offline_dir, cache_dir, ["arm64"], verify_checksum=False)
 
         package = packages["arm64"]
         assert package.checksum_verified is False
@@ -272,7 +296,7 @@ class Member:
 
 
 def write_tarball(path: Path, members: Sequence[Member]) -> None:
-    """A tar.gz with exactly these members, however unsafe."""
+    """A tar.gz with exactly these members, however unsafe (see write_checksum)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as archive:
         for member in members:
@@ -284,6 +308,11 @@ def write_tarball(path: Path, members: Sequence[Member]) -> None:
                 info.devmajor, info.devminor = 1, 3
             info.size = len(member.data) if member.kind == tarfile.REGTYPE else 0
             archive.addfile(info, io.BytesIO(member.data) if info.size else None)
+
+
+def write_checksum(tarball: Path) -> None:
+    """The tarball's sha512 in its checksum file beside it, as a release publishes it."""
+    checksum_path(tarball).write_text(hashlib.sha512(tarball.read_bytes()).hexdigest() + "\n")
 
 
 KEADM = Member(f"{ROOT}/keadm/keadm", data=b"#!/bin/sh\necho keadm\n")
@@ -365,6 +394,7 @@ class TestUnsafePackages:
         ]
         tarball = offline_dir / "amd64" / tarball_name(VERSION, "amd64")
         write_tarball(tarball, members)
+        write_checksum(tarball)  # a checksum vouches for the bytes, not for what they unpack to
         everything_before = files_under(tmp_path)
 
         with pytest.raises(PackageError) as failure:
@@ -382,6 +412,7 @@ class TestUnsafePackages:
         tarball = offline_dir / tarball_name(VERSION, "arm")
         offline_dir.mkdir()
         tarball.write_bytes(b"<html>404 Not Found</html>\n")
+        write_checksum(tarball)
 
         with pytest.raises(PackageError, match=r"^arm: .* is not a readable tar\.gz"):
             prepare_offline(offline_dir, cache_dir, ["arm"])
@@ -393,7 +424,9 @@ class TestUnsafePackages:
             Member(f"./{ROOT}/", tarfile.DIRTYPE),
             Member(f"./{KEADM.name}", data=KEADM.data),
         ]
-        write_tarball(offline_dir / "amd64" / tarball_name(VERSION, "amd64"), members)
+        tarball = offline_dir / "amd64" / tarball_name(VERSION, "amd64")
+        write_tarball(tarball, members)
+        write_checksum(tarball)
 
         package = prepare_offline(offline_dir, cache_dir, ["amd64"])["amd64"]
 
