@@ -188,7 +188,8 @@ def _shared_dir_problem(path: Path, info: os.stat_result, *, sticky_parent: bool
     mode = f"mode {stat.S_IMODE(info.st_mode):04o}"
     if sticky_parent:
         return (
-            f"{path} is writable by {writers} ({mode}, not sticky): chmod go-w {path} {another_dir}"
+            f"{path} is writable by {writers} ({mode}, not sticky): "
+            f"chmod go-w {path}, {another_dir}"
         )
     # A cache dir others could write to may hold what they planted: tightening it is not enough.
     return (
