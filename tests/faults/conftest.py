@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,22 @@ class FaultLab:
             raise
         run = FaultRun(process.returncode, stdout_seen + stdout, stderr, self.run_dir(run_name))
         return self.checked(run)
+
+    def run_watching_keadm(
+        self, config: Path, run_name: str, nodes: Sequence[str], *args: str
+    ) -> tuple[FaultRun, dict[str, list[str]]]:
+        """Run the CLI to its end (see run), and take each node's process list once while its
+        keadm join runs (make keadm slow, e.g. --fake-sleep=3, so that it can be seen)."""
+        process = self.start(config, run_name, *args)
+        seen: dict[str, list[str]] = {}
+        deadline = time.monotonic() + 60
+        while len(seen) < len(nodes) and time.monotonic() < deadline and process.poll() is None:
+            for name in set(nodes) - seen.keys():
+                command_lines = list(self.lab.processes(name).values())
+                if any("./keadm join" in line for line in command_lines):
+                    seen[name] = command_lines
+            time.sleep(0.05)
+        return self.finish(process, run_name), seen
 
     def checked(self, run: FaultRun) -> FaultRun:
         assert "Traceback" not in run.stdout + run.stderr, run.stderr

@@ -447,13 +447,16 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
     post_run.write_text(f"#!/bin/bash\nprintf 'note: %s\\n' {shlex.quote(NOTE)} >&2\nexit 1\n")
     dotted = fault_lab.entry(
         "node-001",
-        cmd="{{.cmd}} -t {{.tk}} --edgenode-name={{nodeName}} --fake-note='{{.note}}'",
+        cmd="{{.cmd}} -t {{.tk}} --edgenode-name={{nodeName}} --fake-note='{{.note}}' "
+        "--fake-sleep=3",
         extra={"nodeName": "edge.1", "postRun": [str(post_run)]},
     )
+    # Through sudo that asks for the password: sudo's log and argv are watched too.
     spaced = fault_lab.entry(
         "node-002",
-        cmd=f"join --token {SPACED_TOKEN} --edgenode-name=edge",
+        cmd=f"join --token {SPACED_TOKEN} --edgenode-name=edge --fake-sleep=3",
         auth="password",
+        user=fault_lab.lab.sudo_password_user,
         extra={"nodeName": "edge"},
     )
     # The lab key, encrypted with the passphrase.
@@ -463,7 +466,8 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
     subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", PASSPHRASE, "-f", key], check=True)
     encrypted = fault_lab.entry(
         "node-003",
-        cmd="{{.cmd}} --token={{.token}} --edgenode-name=edge-3 --fake-x={{.joinSecret}}",
+        cmd="{{.cmd}} --token={{.token}} --edgenode-name=edge-3 --fake-x={{.joinSecret}} "
+        "--fake-sleep=3",
         extra={"nodeName": "edge-3"},
     )
     encrypted["ssh"]["auth"] = {
@@ -492,7 +496,10 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
         config = write_config(fault_lab.workdir, data)
 
         # No checksum is published: the package is used unverified, with a warning.
-        run = fault_lab.run(config, "masking", "--insecure-skip-checksum")
+        nodes = ["node-001", "node-002", "node-003"]
+        run, processes = fault_lab.run_watching_keadm(
+            config, "masking", nodes, "--insecure-skip-checksum"
+        )
 
     assert server.requests, "the package was not downloaded"
     assert run.statuses() == {"edge.1": "failed", "edge": "ok", "edge-3": "ok"}, run.stderr
@@ -507,3 +514,15 @@ def test_a_lab_run_shows_no_secret_of_any_kind(
     assert "./keadm join --token *** --edgenode-name=edge" in edge_log
     assert "edge.1" not in edge_log
     assert "--token=*** --edgenode-name=edge-3 --fake-x=***" in run.node_log("edge-3")
+    # On the nodes: only keadm's own argv holds what keadm is given (as with upstream); no other
+    # process and no sudo log line holds any secret.
+    assert processes.keys() == set(nodes), "keadm was never seen running"
+    seen_on_nodes = {
+        f"{node} process {number}": line
+        for node, lines in processes.items()
+        for number, line in enumerate(lines)
+        if "./keadm join" not in line
+    }
+    seen_on_nodes["node-002 sudo log"] = fault_lab.lab.sudo_log("node-002")
+    assert "COMMAND=" in seen_on_nodes["node-002 sudo log"]
+    assert leaked_secrets(fault_lab.secrets, seen_on_nodes) == []

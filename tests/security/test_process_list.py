@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.batch_configs import LAB_TOKEN
@@ -14,10 +12,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 SLOW_JOIN = "{{.cmd}} --edgenode-name={{nodeName}} --token={{.token}} --fake-sleep=4"
 
 
-def keadm_running(command_lines: list[str]) -> bool:
-    return any("./keadm join" in line for line in command_lines)
-
-
 def test_token_shows_in_no_process_but_keadm_nor_in_the_sudo_log(fault_lab: FaultLab) -> None:
     lab = fault_lab.lab
     logins = {
@@ -26,16 +20,8 @@ def test_token_shows_in_no_process_but_keadm_nor_in_the_sudo_log(fault_lab: Faul
         "node-003": {"user": lab.sudo_password_user, "auth": "password"},
     }
     nodes = [fault_lab.entry(name, cmd=SLOW_JOIN, **login) for name, login in logins.items()]
-    process = fault_lab.start(fault_lab.config(nodes), "slow-keadm")
-    seen: dict[str, list[str]] = {}
-    deadline = time.monotonic() + 60
-    while len(seen) < len(logins) and time.monotonic() < deadline and process.poll() is None:
-        for name in logins.keys() - seen.keys():
-            command_lines = list(lab.processes(name).values())
-            if keadm_running(command_lines):
-                seen[name] = command_lines
-        time.sleep(0.05)
-    run = fault_lab.finish(process, "slow-keadm")
+
+    run, seen = fault_lab.run_watching_keadm(fault_lab.config(nodes), "slow-keadm", list(logins))
 
     assert run.statuses() == dict.fromkeys(logins, "ok"), run.stderr
     assert seen.keys() == logins.keys(), "keadm was never seen running"
