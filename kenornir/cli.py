@@ -168,11 +168,14 @@ def package_lines(config: BatchConfig) -> list[str]:
     if not config.needs_packages:
         return ["  keadm:    already on every node (keadmBinDir): nothing to prepare"]
     lines = [f"  keadm:    {keadm.keadm_version}, prepared for {', '.join(keadm.arch_group)}"]
+    # A checksum file that is there is always checked; verifyChecksum says if it must be.
+    required = keadm.download.verify_checksum
     if keadm.download.enable:
-        check = "sha512 checked" if keadm.download.verify_checksum else "checksum NOT checked"
+        check = "sha512 checked" if required else "sha512 checked if a checksum is published"
         lines.append(f"  from:     {keadm.package_url('<arch>')} ({check})")
     else:
-        lines.append(f"  from:     {keadm.offline_package_path('<arch>')} (offline)")
+        check = "sha512 file required" if required else "sha512 checked if its file is there"
+        lines.append(f"  from:     {keadm.offline_package_path('<arch>')} (offline; {check})")
     own = sum(node.keadm_bin_dir is not None for node in config.nodes)
     if own:
         lines.append(f"  own keadm: {_count(own, 'node')} (keadmBinDir), nothing uploaded there")
@@ -529,6 +532,7 @@ def prepare(args: argparse.Namespace) -> int:
     from kenornir.batch import RunOptions, arches_to_prepare
     from kenornir.batch import prepare as prepare_packages
     from kenornir.packages import PackageError
+    from kenornir.template import mask_secrets
 
     if not arches_to_prepare(config):
         print("nothing to prepare: every node has keadmBinDir")
@@ -541,7 +545,8 @@ def prepare(args: argparse.Namespace) -> int:
     try:
         packages = prepare_packages(config, options, progress)
     except PackageError as exc:
-        print(f"kenornir: preparing keadm packages failed: {exc}", file=sys.stderr)
+        failure = mask_secrets(str(exc), config.secrets)
+        print(f"kenornir: preparing keadm packages failed: {failure}", file=sys.stderr)
         return EXIT_PREPARE_FAILED
     except KeyboardInterrupt:
         print("kenornir: interrupted", file=sys.stderr)
