@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -42,6 +43,17 @@ class FakeKeadm:
             timeout=COMMAND_TIMEOUT,
         )
 
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start ./keadm in a session of its own (its pid is its process group's id)."""
+        return subprocess.Popen(
+            ["./keadm", *args],
+            cwd=self.workdir,
+            env=self.environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
     def shell(self, command_line: str) -> subprocess.CompletedProcess[str]:
         """Run a shell command line in the working dir, e.g. `yes | ./keadm reset`."""
         return subprocess.run(
@@ -70,6 +82,27 @@ def keadm(tmp_path: Path) -> FakeKeadm:
     return FakeKeadm(tmp_path)
 
 
+def running_child(process: subprocess.Popen[bytes], argv: tuple[str, ...]) -> int:
+    """The pid of the process's child that runs argv, as soon as it runs."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    wanted = [part.encode() for part in argv]
+    deadline = time.monotonic() + COMMAND_TIMEOUT  # only so that a failure does not hang
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # a child that just exited
+            for pid in children.read_text().split():
+                if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1] == wanted:
+                    return int(pid)
+        time.sleep(0.01)
+    raise AssertionError(f"keadm (exit code {process.poll()}) never ran {argv} as its child")
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the process and its children (its session's group) if it still runs."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=COMMAND_TIMEOUT)
+
+
 def test_join_records_full_argv_times_and_working_dir(keadm: FakeKeadm) -> None:
     args = ("join", "--cloudcore-ipport=127.0.0.1:10000", "--edgenode-name=n1", "--token=t0k")
 
@@ -81,7 +114,7 @@ def test_join_records_full_argv_times_and_working_dir(keadm: FakeKeadm) -> None:
     assert record.argv == args
     assert record.outcome == "ok"
     assert record.cwd == str(keadm.workdir)
-    assert time.time() - 60 < record.start <= record.end <= time.time()
+    assert record.start <= record.end
 
 
 def test_join_appends_one_record_per_invocation(keadm: FakeKeadm) -> None:
@@ -94,11 +127,21 @@ def test_join_appends_one_record_per_invocation(keadm: FakeKeadm) -> None:
     ]
 
 
-def test_fake_sleep_keeps_join_running_that_long(keadm: FakeKeadm) -> None:
-    keadm.run("join", "--fake-sleep=0.5")
+def test_fake_sleep_keeps_join_running_in_a_sleep_that_long(keadm: FakeKeadm) -> None:
+    """Shown without a clock: the record's own `end - start >= S` would compare two readings of
+    the wall clock, which a clock step between them breaks. Instead: while join runs it waits on
+    a `sleep S` child and has recorded nothing; once that sleep ends (stopped early here, so the
+    test need not wait S), join goes on and records its ok."""
+    process = keadm.start("join", "--token=t", "--fake-sleep=300")
+    try:
+        nap = running_child(process, ("sleep", "300"))
+        assert keadm.records() == []
+        os.kill(nap, signal.SIGTERM)
+        assert process.wait(timeout=COMMAND_TIMEOUT) == 0
+    finally:
+        stop_group(process)
 
-    [record] = keadm.records()
-    assert record.end - record.start >= 0.5
+    assert [record.outcome for record in keadm.records()] == ["ok"]
 
 
 @pytest.mark.parametrize("form", ["--pre-run={}", "--pre-run {}"])
@@ -200,19 +243,15 @@ def test_stderr_flood_by_size(keadm: FakeKeadm) -> None:
 
 
 def test_hang_knob_runs_until_killed(keadm: FakeKeadm) -> None:
-    process = subprocess.Popen(
-        ["./keadm", "join", "--token=t", "--fake-hang"],
-        cwd=keadm.workdir,
-        env=keadm.environment,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = keadm.start("join", "--token=t", "--fake-hang")
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            process.wait(timeout=1.0)
-    finally:
+        running_child(process, ("sleep", "infinity"))  # an endless wait, not a long one
+        assert keadm.records() == []
         os.killpg(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=COMMAND_TIMEOUT) == 143
+        assert process.wait(timeout=COMMAND_TIMEOUT) == 143
+    finally:
+        stop_group(process)
+
     assert [record.outcome for record in keadm.records()] == ["killed"]
 
 
