@@ -128,8 +128,9 @@ def test_fake_keadm_recorded_the_rendered_command_after_the_pre_run(
 def test_no_more_than_max_run_num_nodes_at_once(first_run: BatchRun, lab: Lab) -> None:
     intervals = [(r.start, r.end) for n in lab.nodes for r in lab.join_records(n.name)]
     assert len(intervals) == 12
-    # keadm sleeps 0.4 s on each of 12 nodes: with 3 workers several overlap, never more than 3.
-    assert 2 <= max_overlap(intervals) <= 3
+    # keadm sleeps 0.4 s on each of 12 nodes, so a run over the limit would overlap more than 3.
+    # How many did overlap depends on timing (a loaded machine may serialize them): no lower bound.
+    assert max_overlap(intervals) <= 3
 
 
 def test_sudo_node_ran_keadm_as_root_from_a_dir_only_root_may_write(
