@@ -18,10 +18,11 @@ from pathlib import Path
 from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, TOOLS_VENV
 from bench.hotspots import cpu_by_command, profile_kenornir
 from bench.job import write_job
-from bench.report import machine_line, render_table, summarize, targets
+from bench.report import link_check_lines, machine_line, render_table, summarize, targets
 from bench.runner import BenchError, Runner
 from bench.wire import WireCounters, WireError
 from tests.lab import Lab, LabError, ensure_packages, leased_subnet
+from tests.lab.link_check import LinkCheckError, LinkFigures, measure_link
 from tests.lab.relay import EdgeLink
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -36,7 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     try:
         return _bench(args)
-    except (BenchError, LabError, WireError, OSError, subprocess.CalledProcessError) as error:
+    except (
+        BenchError,
+        LabError,
+        LinkCheckError,
+        WireError,
+        OSError,
+        subprocess.CalledProcessError,
+    ) as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1
 
@@ -65,6 +73,12 @@ def _bench(args: argparse.Namespace) -> int:
     edge_link = (
         EdgeLink(args.link_rate_mbit, args.link_rtt_ms) if args.scenario == "edge-link" else None
     )
+    link_check: LinkFigures | None = None
+    if edge_link is not None:
+        # The link the runs are about to get, measured rather than assumed: the relay shapes
+        # in userspace, and a loaded machine could make it slower than it is set to be.
+        link_check = measure_link(work_dir / "link-check", edge_link)
+        log.info("%s", link_check_lines(link_check))
     with _running_lab(work_dir / "lab", args.nodes, edge_link) as lab:
         job = write_job(work_dir / "job", lab.client_nodes, lab.key_path, packages, args.workers)
         with WireCounters(f"kenornir_bench_{os.getpid()}", job.nodes) as wire:
@@ -79,6 +93,8 @@ def _bench(args: argparse.Namespace) -> int:
     found = targets(summaries, args.scenario, job.binary_size, help_seconds)
     print(header)
     print(machine)
+    if link_check is not None:
+        print(link_check_lines(link_check))
     print(render_table(summaries))
     if help_seconds is not None:
         print(f"kenornir --help: median {help_seconds:.3f} s of {args.help_runs} runs")
@@ -94,6 +110,7 @@ def _bench(args: argparse.Namespace) -> int:
             {
                 "header": header,
                 "machine": machine,
+                "link_check": asdict(link_check) if link_check is not None else None,
                 "measurements": [asdict(m) for m in measurements],
                 "help_seconds": help_seconds,
                 "targets": [{**asdict(t), "met": t.met} for t in found],

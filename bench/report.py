@@ -10,8 +10,11 @@ from pathlib import Path
 
 from bench.contenders import ANSIBLE, KENORNIR, KENORNIR_SECOND_RUN, OPENSSH
 from bench.runner import Measurement
+from tests.lab.link_check import LinkFigures
 
 MIB = 2**20
+# How far a measured link figure may be off its setting before the report points at it.
+LINK_TOLERANCE = 0.15
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,37 @@ def render_table(summaries: Mapping[str, Summary]) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
+
+
+def link_check_lines(figures: LinkFigures) -> str:
+    """The edge link as measured before the runs, each figure beside what the link was set to."""
+    link = figures.link
+    median_ms = statistics.median(figures.round_trips_ms)
+    rate = f"{_versus(figures.rate_mbit, link.rate_mbit, 'Mbit/s', 'unlimited')}"
+    shared = f"{_versus(figures.shared_rate_mbit, link.rate_mbit, 'Mbit/s', 'unlimited')}"
+    return "\n".join(
+        [
+            "edge link, measured before the runs through a relay with the same settings in"
+            " front of a local sink (tests/lab/link_check.py):",
+            f"  one {figures.bulk_bytes / MIB:.1f} MiB transfer: {rate}",
+            f"  two connections to one node at once, together: {shared}",
+            f"  round trip on an open connection: median"
+            f" {_versus(median_ms, link.rtt_ms, 'ms', 'no delay')},"
+            f" min {min(figures.round_trips_ms):.2f} ms of {len(figures.round_trips_ms)}",
+            "  a new connection's first ping-pong (handshake and one round trip):"
+            f" {_versus(figures.first_ping_ms, 2 * link.rtt_ms, 'ms', 'no delay')}",
+        ]
+    )
+
+
+def _versus(measured: float, setting: float, unit: str, unset: str) -> str:
+    """`19.98 Mbit/s (set 20 Mbit/s)`, pointing at a figure off its setting by more than
+    LINK_TOLERANCE; a setting of 0 means no limit (unset)."""
+    if setting <= 0:
+        return f"{measured:.2f} {unit} (set: {unset})"
+    off = measured / setting - 1
+    marker = f" OFF BY {off:+.0%}" if abs(off) > LINK_TOLERANCE else ""
+    return f"{measured:.2f} {unit} (set {setting:g} {unit}){marker}"
 
 
 def machine_line() -> str:
