@@ -120,6 +120,9 @@ nap() {
 
 # shellcheck disable=SC2317 # run by the TERM/INT/HUP trap, not called directly
 on_join_killed() {
+    # One record however many signals come: a stop signals the whole process group, and
+    # coreutils timeout passes the signal on to the group once more.
+    trap '' TERM INT HUP
     [[ -n "$nap_pid" ]] && kill "$nap_pid" 2>/dev/null
     record_join killed
     exit 143
