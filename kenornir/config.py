@@ -16,7 +16,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from kenornir.shell import keadm_line, unsendable_reason
+from kenornir.shell import keadm_line, upload_name_problem
 from kenornir.template import (
     MissingPlaceholders,
     TemplateProblem,
@@ -834,9 +834,9 @@ def _check_uploads(reader: _Reader, draft: _NodeDraft) -> None:
 def _add_upload(
     reader: _Reader, uploads: dict[str, tuple[str, str]], name: str, source: str, path: str
 ) -> None:
-    unsendable = unsendable_reason(name)
-    if unsendable is not None:
-        reader.fail(path, f"the file name {name!r} {unsendable} (rename the file)")
+    problem = upload_name_problem(name)
+    if problem is not None:
+        reader.fail(path, f"the file name {name!r} {problem} (rename the file)")
         return
     local, field = uploads.get(name, (source, path))
     if not local:

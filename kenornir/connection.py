@@ -30,6 +30,8 @@ OUTPUT_TAIL_BYTES = 256 * 1024
 _POLL_SECONDS = 0.2
 _STDIN_CHUNK_BYTES = 256 * 1024
 _TRANSPORT_END_SECONDS = 5.0
+# How long a command's output may stay open after it exited (a background child holding it).
+_OUTPUT_END_SECONDS = 2.0
 
 StreamName = Literal["stdout", "stderr"]
 LineCallback = Callable[[StreamName, str], None]
@@ -272,8 +274,11 @@ class KenornirSSH:
         stoppable: bool = True,
     ) -> CommandResult:
         prompt = self.password_prompt if use_sudo and self.sudo_password else None
+        # Unique per command: no output of anything else passes for it.
+        mark = f"{shell.PGID_MARK}{secrets.token_hex(4)}="
         line = shell.launch_line(
             limit,
+            mark=mark,
             sudo=use_sudo,
             password_prompt=prompt,
             inline_script=command if data is not None else None,
@@ -284,12 +289,16 @@ class KenornirSSH:
         started = time.monotonic()
         channel = self._open_channel()
         channel.exec_command(line)
-        remote = _RemoteOutput(channel, on_line, prompt)
+        # Sends wait this long at most, so a stalled upload still sees a stop request.
+        channel.settimeout(_POLL_SECONDS)
+        remote = _RemoteOutput(channel, on_line, prompt, mark)
         # The node's own `timeout` fires first; the controller's deadline is the fallback.
         deadline = started + limit + 2 * shell.KILL_GRACE_SECONDS
         timed_out = False
+        exited_at: float | None = None
         try:
-            if prompt is None or self._pass_sudo(channel, remote):
+            started_command = prompt is None or self._pass_sudo(channel, remote)
+            if started_command:
                 self._feed(channel, body, remote, use_sudo, stoppable)
             channel.shutdown_write()
             while True:
@@ -300,13 +309,20 @@ class KenornirSSH:
                     self._kill_remote(remote.await_pgid(), use_sudo)
                     break
                 remote.drain()
-                finished = channel.exit_status_ready() and (channel.eof_received or channel.closed)
-                if finished and not (channel.recv_ready() or channel.recv_stderr_ready()):
-                    break
+                if channel.exit_status_ready():
+                    exited_at = exited_at or time.monotonic()
+                    # A background child (`daemon &`) may hold the output open long after.
+                    ended = channel.eof_received or channel.closed
+                    ended = ended or time.monotonic() - exited_at > _OUTPUT_END_SECONDS
+                    if ended and not (channel.recv_ready() or channel.recv_stderr_ready()):
+                        break
                 select.select([channel], [], [], _POLL_SECONDS)
             exit_status = -1 if timed_out else channel.recv_exit_status()
         finally:
             channel.close()
+        if not started_command and exit_status == 0:
+            # sudo let an empty script run after kenornir gave up on it: nothing ran.
+            exit_status = -1
         # coreutils timeout exits 124 when it fired on the node (137 when it had to KILL).
         elapsed = time.monotonic() - started
         timed_out = timed_out or (exit_status in (124, 137) and elapsed >= limit)
@@ -332,7 +348,7 @@ class KenornirSSH:
             if time.monotonic() > deadline:
                 remote.complain(
                     f"kenornir: sudo did not start the command within "
-                    f"{self.settings.connect_timeout:g}s"
+                    f"{self.settings.connect_timeout:g}s (--connect-timeout)"
                 )
                 return False
             select.select([channel], [], [], _POLL_SECONDS)
@@ -353,15 +369,18 @@ class KenornirSSH:
         status and stderr tell why, where the closed channel would only say it is closed.
         """
         while chunk := stdin.read(_STDIN_CHUNK_BYTES):
-            if stoppable:
-                self._stop_if_requested(channel, remote, use_sudo)
-            try:
-                channel.sendall(chunk)
-            except OSError:
-                if self.is_active and channel.status_event.is_set():
-                    return
-                raise
-            remote.drain()
+            while chunk:
+                if stoppable:
+                    self._stop_if_requested(channel, remote, use_sudo)
+                try:
+                    chunk = chunk[channel.send(chunk) :]
+                except TimeoutError:  # no window to send in yet: the node is busy or stalled
+                    pass
+                except OSError:
+                    if self.is_active and channel.status_event.is_set():
+                        return
+                    raise
+                remote.drain()
 
     def _stop_requested(self) -> bool:
         return self.stop_event is not None and self.stop_event.is_set()
@@ -382,7 +401,7 @@ class KenornirSSH:
 
     def _kill_remote(self, pgid: int | None, use_sudo: bool) -> None:
         """Terminate the remote command's process group, then kill it after a grace period."""
-        if not pgid:  # unknown, or 0 (no mark line): `kill -- -0` would hit the kill itself
+        if pgid is None or pgid <= 1:  # unknown; `kill -- -1` would signal every process
             return
         try:
             self._execute(
@@ -428,12 +447,16 @@ class _RemoteOutput:
     stderr, the rest to the line callback and a bounded tail."""
 
     def __init__(
-        self, channel: paramiko.Channel, on_line: LineCallback | None, prompt: str | None
+        self,
+        channel: paramiko.Channel,
+        on_line: LineCallback | None,
+        prompt: str | None,
+        mark: str,
     ) -> None:
         self.channel = channel
         self.stdout = _StreamCollector("stdout", on_line)
         self.stderr = _StreamCollector("stderr", on_line)
-        self.pgid = _PgidReader(self.stdout)
+        self.pgid = _PgidReader(self.stdout, mark)
         self.prompt_filter = (
             _SudoPromptFilter(prompt.encode(), self.stderr) if prompt is not None else None
         )
@@ -483,32 +506,41 @@ class _RemoteOutput:
 
 
 class _PgidReader:
-    """Strips the leading process-group line from stdout and remembers the id it names."""
+    """Finds the process-group line in stdout and remembers the id it names; what follows is
+    the command's stdout.
 
-    def __init__(self, stdout: _StreamCollector) -> None:
+    The launcher prints that line first, but the login shell may print before it (a banner
+    from ~/.bashrc): that is not the command's output, and is dropped once the line comes. When
+    it never comes (an account whose shell refuses logins), it is all there is, and is kept.
+    """
+
+    def __init__(self, stdout: _StreamCollector, mark: str) -> None:
         self.stdout = stdout
+        self.mark = mark.encode()
         self.value: int | None = None
         self.head = b""
+        self.before_mark = b""
 
     def feed(self, data: bytes) -> None:
-        if self.value is None and b"\n" not in self.head + data:
-            self.head += data
-            return
-        if self.value is None:
-            line, _, data = (self.head + data).partition(b"\n")
-            self.head = b""
-            text = line.decode("ascii", errors="replace")
-            if text.startswith(shell.PGID_MARK) and text[len(shell.PGID_MARK) :].isdigit():
-                self.value = int(text[len(shell.PGID_MARK) :])
-            else:
-                data = line + b"\n" + data
-                self.value = 0
-        if data:
+        if self.value is not None:
             self.stdout.feed(data)
+            return
+        self.head += data
+        while self.value is None and b"\n" in self.head:
+            line, _, self.head = self.head.partition(b"\n")
+            number = line.partition(self.mark)[2]
+            if number.isdigit():
+                self.value = int(number)
+                self.before_mark = b""
+            else:
+                self.before_mark = (self.before_mark + line + b"\n")[-OUTPUT_TAIL_BYTES:]
+        if self.value is not None and self.head:
+            rest, self.head = self.head, b""
+            self.stdout.feed(rest)
 
     def finish(self) -> str:
-        if self.head:
-            self.stdout.feed(self.head)
+        self.stdout.feed(self.before_mark + self.head)
+        self.before_mark = self.head = b""
         return self.stdout.finish()
 
 

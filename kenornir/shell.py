@@ -14,72 +14,97 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-# The first stdout line of every command carries the remote process group id, so an interrupted
-# or timed-out command can be killed on the node, not just abandoned.
-PGID_MARK = "__kenornir_pgid="
+# The first stdout line of every command carries the remote process group id after a mark
+# (this, a nonce and "="), so an interrupted or timed-out command can be killed on the node,
+# not just abandoned.
+PGID_MARK = "__kenornir_pgid_"
 KILL_GRACE_SECONDS = 5
 # Exit status of a guard that refused to run something: a dir or file failed its check.
 REFUSED_EXIT = 197
 # How the node functions begin the stderr lines that say why they refused.
 OWN_COMPLAINT = "kenornir: "
 PART_SUFFIX = ".kenornir-part"
+NOTE_SUFFIX = ".kenornir"
 # Separates the answers of a probe's questions in its output.
 SECTION_MARK = "__kenornir_section__"
 # Ends the notes in the held-files listing; the files' identities follow.
 NOTES_END = "__kenornir_notes_end__"
 
 # Functions every script starts with. Each says in a comment what it takes; none ever puts an
-# argument anywhere but inside double quotes or as a `case` subject.
+# argument anywhere but inside double quotes, as a `case` subject or as a printf argument (never
+# in a format, and never to echo, which dash lets expand backslashes).
 NODE_FUNCTIONS = r"""
 umask 022
 # What identifies a file's inode and content version: any write, chmod or replacement changes
 # the ctime, which no user can set back.
 kn_identity_format='%i %s %.9Y %.9Z'
 kn_identity() { stat -c "$kn_identity_format" -- "$1" 2>/dev/null; }
-# kn_unsafe_dir UID DIR: says why DIR is no place for what user UID runs; nothing when it is:
-# a real directory owned by UID that no one else may write to.
-kn_unsafe_dir() {
-    kn_info=$(stat -c '%F|%u|%a' -- "$2" 2>/dev/null) || { echo "$2 is missing"; return; }
+# kn_unsafe_top DIR: says why DIR, the shared dir the staging dirs live in (/tmp), would let
+# another user move them; nothing when it is root's and, where others may write, sticky.
+kn_unsafe_top() {
+    kn_info=$(stat -L -c '%u %A' -- "$1" 2>/dev/null) || { printf '%s is missing\n' "$1"; return; }
     case $kn_info in
-    "directory|$1|"*)
-        [ "$((0${kn_info##*|} & 022))" -eq 0 ] ||
-            echo "$2 is writable by group or others; remove it" ;;
-    "symbolic link|"*) echo "$2 is a symlink; refusing to stage files through it" ;;
-    directory*)
-        kn_info=${kn_info#*|}
-        echo "$2 is owned by uid ${kn_info%|*}, not uid $1 that runs keadm; remove it" ;;
-    *) echo "$2 is not a directory; remove it" ;;
+    "0 d"????????[tT]) ;;
+    "0 d"????[!w]??[!w]*) ;;
+    "0 d"*) printf '%s is writable by others, not sticky; fix it: chmod +t %s\n' "$1" "$1" ;;
+    *) printf '%s is not a directory that root owns\n' "$1" ;;
     esac
 }
-# kn_staging UID DIR...: "ok" when every DIR is safe for UID (empty: this user), "missing" from
-# the first that does not exist, else "unsafe: " and why.
+# kn_unsafe_dir UID DIR: says why DIR is no place for what user UID runs; nothing when it is:
+# a real directory owned by UID that no one else may write to. (%A, not octal arithmetic:
+# mksh reads 0755 as decimal.)
+kn_unsafe_dir() {
+    kn_info=$(stat -c '%u %A' -- "$2" 2>/dev/null) || { printf '%s is missing\n' "$2"; return; }
+    kn_owner=${kn_info%% *} kn_mode=${kn_info#* }
+    case $kn_mode in
+    l*) printf '%s is a symlink; refusing to stage files through it\n' "$2" ;;
+    d*)
+        if [ "$kn_owner" != "$1" ]; then
+            printf '%s is owned by uid %s, not uid %s that runs keadm; remove it\n' \
+                "$2" "$kn_owner" "$1"
+            return
+        fi
+        case $kn_mode in
+        ?????w* | ????????w*) printf '%s is writable by group or others; remove it\n' "$2" ;;
+        esac ;;
+    *) printf '%s is not a directory; remove it\n' "$2" ;;
+    esac
+}
+# kn_staging UID TOP DIR...: "ok" when TOP lets no one move what is in it and every DIR is safe
+# for UID (empty: this user), "missing" from the first DIR that does not exist, else
+# "unsafe: " and why.
 kn_staging() {
     kn_uid=${1:-$(id -u)}
-    shift
+    kn_why=$(kn_unsafe_top "$2")
+    [ -z "$kn_why" ] || { printf 'unsafe: %s\n' "$kn_why"; return; }
+    shift 2
     for kn_dir do
         kn_why=$(kn_unsafe_dir "$kn_uid" "$kn_dir")
         case $kn_why in
         "") ;;
         "$kn_dir is missing") echo missing; return ;;
-        *) echo "unsafe: $kn_why"; return ;;
+        *) printf 'unsafe: %s\n' "$kn_why"; return ;;
         esac
     done
     echo ok
 }
-# kn_make_staging DIR...: creates each missing DIR (0755), parent first, each checked before
+# kn_make_staging TOP DIR...: creates each missing DIR (0755), parent first, each checked before
 # anything is made in it; mkdir without -p never follows a planted link.
 kn_make_staging() {
+    kn_why=$(kn_unsafe_top "$1")
+    [ -z "$kn_why" ] || { printf '%s\n' "$kn_why" >&2; return 1; }
+    shift
     for kn_dir do
         [ -e "$kn_dir" ] || [ -L "$kn_dir" ] || mkdir -m 0755 -- "$kn_dir" || return 1
         kn_why=$(kn_unsafe_dir "$(id -u)" "$kn_dir")
-        [ -z "$kn_why" ] || { echo "$kn_why" >&2; return 1; }
+        [ -z "$kn_why" ] || { printf '%s\n' "$kn_why" >&2; return 1; }
     done
 }
-# kn_trusted_staging DIR...: the dirs are safe for this user, else say why and refuse.
+# kn_trusted_staging TOP DIR...: the dirs are safe for this user, else say why and refuse.
 kn_trusted_staging() {
     kn_verdict=$(kn_staging "" "$@")
     [ "$kn_verdict" = ok ] && return
-    echo "@OWN_COMPLAINT@${kn_verdict#unsafe: }" >&2
+    printf '@OWN_COMPLAINT@%s\n' "${kn_verdict#unsafe: }" >&2
     exit @REFUSED_EXIT@
 }
 # kn_take BYTES PART [FILTER...]: the next BYTES bytes of stdin ("rest": all that is left),
@@ -96,7 +121,7 @@ kn_take() {
 # kn_arrived PART SIZE NAME: PART holds exactly SIZE bytes, else say how many of NAME arrived.
 kn_arrived() {
     kn_size=$(stat -c %s -- "$1") && [ "$kn_size" = "$2" ] && return
-    echo "$3: ${kn_size:-0} of $2 bytes arrived" >&2
+    printf '%s: %s of %s bytes arrived\n' "$3" "${kn_size:-0}" "$2" >&2
     return 1
 }
 # kn_install PART FINAL MODE SHA256 NOTE: PART becomes FINAL with MODE; NOTE records what it is.
@@ -115,13 +140,15 @@ kn_verified() {
     { read -r kn_note <"$2"; } 2>/dev/null
     [ "$kn_note" = "$3 $(kn_identity "$1") $4" ] && return
     # openssl hashes about 3x faster than coreutils (SHA extensions); sha256sum without it.
-    kn_sum=$({ openssl dgst -sha256 -r "$1" 2>/dev/null || sha256sum "$1"; } | cut -d' ' -f1)
+    # Both read stdin: sha256sum escapes a name with a backslash in its output.
+    kn_sum=$({ openssl dgst -sha256 -r || sha256sum; } 2>/dev/null <"$1" | cut -d' ' -f1)
     [ "$kn_sum" = "$3" ]
 }
 # kn_require FILE NOTE SHA256 MODE: kn_verified, else refuse to run anything.
 kn_require() {
     kn_verified "$@" && return
-    echo "@OWN_COMPLAINT@$1 on the node differs from the uploaded one (sha256 mismatch)" >&2
+    printf '@OWN_COMPLAINT@%s on the node differs from the uploaded one (sha256 mismatch)\n' \
+        "$1" >&2
     exit @REFUSED_EXIT@
 }
 # kn_stop PGID: stop a process group, killing what is left of it after a grace period.
@@ -156,6 +183,15 @@ def unsendable_reason(word: str) -> str | None:
     except UnicodeEncodeError:
         return "is not valid UTF-8"
     return None
+
+
+def upload_name_problem(name: str) -> str | None:
+    """Why a file cannot be uploaded under this name, or None: unsendable, or a name kenornir
+    keeps for its own files beside the uploads (a part file or a note could be overwritten by
+    an upload so named, and vouch for the wrong content)."""
+    if name.endswith(PART_SUFFIX) or (name.startswith(".") and name.endswith(NOTE_SUFFIX)):
+        return f"ends like kenornir's own files ({PART_SUFFIX}, .*{NOTE_SUFFIX})"
+    return unsendable_reason(name)
 
 
 def words(*argv: str) -> str:
@@ -193,9 +229,15 @@ def _absolute(path: str) -> str:
 
 
 def launch_line(
-    timeout: float, *, sudo: bool, password_prompt: str | None, inline_script: str | None
+    timeout: float,
+    *,
+    mark: str,
+    sudo: bool,
+    password_prompt: str | None,
+    inline_script: str | None,
 ) -> str:
-    """The exec request: report the process group, then run a shell under coreutils timeout.
+    """The exec request: print mark and the process group, then run a shell under coreutils
+    timeout.
 
     The shell reads its script on stdin (`sh -s`, see stdin_script) unless inline_script is
     given, whose text then travels in the argv: only for scripts that hold no secret and whose
@@ -206,7 +248,7 @@ def launch_line(
     seconds = str(max(1, int(timeout)))
     shell = ["/bin/sh", "-c", inline_script] if inline_script is not None else ["/bin/sh", "-s"]
     # shlex.join, not words: the script is kenornir's own text, its data words quoted already.
-    inner = f"echo {PGID_MARK}$$; exec " + shlex.join(
+    inner = f"echo {shlex.quote(mark)}$$; exec " + shlex.join(
         ["timeout", "-k", str(KILL_GRACE_SECONDS), seconds, *shell]
     )
     if not sudo:
@@ -229,13 +271,14 @@ def stop_group(pgid: int) -> str:
 
 
 def staging_chain(path: str) -> list[str]:
-    """Each dir of path below the top one (/tmp itself is root's, sticky and world-writable)."""
+    """Each dir of path below its top one (/tmp: root's, sticky and world-writable)."""
     parts = _absolute(path).strip("/").split("/")
     return ["/" + "/".join(parts[:n]) for n in range(2, len(parts) + 1)]
 
 
-def _staging_verdict(path: str, owner_uid: str) -> str:
-    return words("kn_staging", owner_uid, *staging_chain(path))
+def _staging_dirs(path: str) -> list[str]:
+    """The top dir of path, then staging_chain(path): what kn_staging and kn_make_staging take."""
+    return ["/" + _absolute(path).strip("/").split("/")[0], *staging_chain(path)]
 
 
 def staging_check(path: str, owner_uid: str = "") -> str:
@@ -244,8 +287,18 @@ def staging_check(path: str, owner_uid: str = "") -> str:
     return script(_staging_verdict(path, owner_uid))
 
 
+def _staging_verdict(path: str, owner_uid: str) -> str:
+    return words("kn_staging", owner_uid, *_staging_dirs(path))
+
+
 def make_staging(path: str) -> str:
-    return script(words("kn_make_staging", *staging_chain(path)))
+    return script(words("kn_make_staging", *_staging_dirs(path)))
+
+
+def _trusted_staging(paths: Iterable[str]) -> list[str]:
+    """Lines that refuse to go on unless the dirs holding paths are safe for this user."""
+    directories = dict.fromkeys(posixpath.dirname(_absolute(path)) for path in paths)
+    return [words("kn_trusted_staging", *_staging_dirs(d)) for d in directories]
 
 
 def free_space(directory: str) -> str:
@@ -257,7 +310,7 @@ def free_space(directory: str) -> str:
 
 def note_path(remote: str) -> str:
     """Where kenornir notes what it wrote to `remote`: `<sha256> <identity> <mode>`."""
-    return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}.kenornir")
+    return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}{NOTE_SUFFIX}")
 
 
 def note_line(sha256: str, identity: str, mode: int) -> str:
@@ -320,12 +373,6 @@ class Incoming:
         return self.version.remote + PART_SUFFIX
 
 
-def _dirs_holding(paths: Iterable[str]) -> list[str]:
-    """The staging chains of the dirs that hold paths, parents first."""
-    chains = (staging_chain(posixpath.dirname(_absolute(path))) for path in paths)
-    return list(dict.fromkeys(directory for chain in chains for directory in chain))
-
-
 def receive(files: Sequence[Incoming]) -> str:
     """The script that takes every file off stdin, one after the other, and puts it in place.
 
@@ -337,7 +384,7 @@ def receive(files: Sequence[Incoming]) -> str:
     lines = [
         words("trap", words("rm", "-f", "--", *parts), "EXIT"),
         words("trap", "exit 1", "HUP", "INT", "TERM", "PIPE"),
-        words("kn_trusted_staging", *_dirs_holding(item.version.remote for item in files)),
+        *_trusted_staging(item.version.remote for item in files),
     ]
     for item in files:
         sent = "rest" if item.sent_bytes is None else str(item.sent_bytes)
@@ -387,8 +434,7 @@ def guarded(line: str, verified: Sequence[FileVersion]) -> str:
     the dirs that hold them are safe, checked by the same user and shell right before line
     runs: as those dirs are writable by no one else, nothing can change the files between the
     check and the run. Refused, it exits REFUSED_EXIT saying why (OWN_COMPLAINT)."""
-    dirs = _dirs_holding(version.remote for version in verified)
-    checks = [words("kn_trusted_staging", *dirs)] if dirs else []
+    checks = _trusted_staging(version.remote for version in verified)
     checks += [
         words(
             "kn_require",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kenornir.connection import CommandInterrupted, KenornirSSH
-from tests.lab import Lab
+from tests.lab import Lab, LabFactory
 
 pytestmark = pytest.mark.lab
 
@@ -128,3 +128,43 @@ def test_aes_gcm_is_negotiated_with_openssh(ssh: KenornirSSH) -> None:
     transport = ssh.connection.get_transport()
     assert transport is not None
     assert transport.local_cipher == transport.remote_cipher == "aes128-gcm@openssh.com"
+
+
+def test_a_command_that_leaves_a_child_holding_its_output_ends_with_its_exit(
+    ssh: KenornirSSH, lab: Lab
+) -> None:
+    # A hook that starts a daemon (`nohup daemon &`) leaves it holding the command's output.
+    result = ssh.run("sleep 304 & echo started; exit 3", timeout=60)
+    left = [pid for pid, line in lab.processes(lab.nodes[0].name).items() if line == "sleep 304"]
+    for pid in left:  # started by this test, stopped by it
+        os.kill(pid, signal.SIGKILL)
+    assert (result.exit_status, result.stdout, result.timed_out) == (3, "started\n", False)
+    assert left, "the child was meant to outlive the command"
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_reaches_an_upload_the_node_no_longer_reads(ssh: KenornirSSH, lab: Lab) -> None:
+    # The command never reads its stdin: once SSH's window is full, sending waits forever.
+    ssh.stop_event = threading.Event()
+    threading.Timer(1.0, ssh.stop_event.set).start()
+    with pytest.raises(CommandInterrupted):
+        ssh.run("sleep 305", timeout=300, stdin=io.BytesIO(bytes(64 * 2**20)))
+    assert not any(c.startswith("sleep 305") for c in lab.processes(lab.nodes[0].name).values())
+
+
+def test_a_login_banner_is_not_the_commands_output_and_does_not_stop_a_stop(
+    make_lab: LabFactory, tmp_path: Path
+) -> None:
+    lab = make_lab(nodes=1)
+    name = lab.nodes[0].name
+    lab.exec(name, "echo 'echo Welcome, authorized use only' > /root/.bashrc")
+    ssh = open_ssh(lab, tmp_path)
+    try:
+        assert ssh.run("uname -m").stdout == "x86_64\n"
+        ssh.stop_event = threading.Event()
+        threading.Timer(1.0, ssh.stop_event.set).start()
+        with pytest.raises(CommandInterrupted):
+            ssh.run("sleep 306")
+    finally:
+        ssh.close()
+    assert not any(c.startswith("sleep 306") for c in lab.processes(name).values())

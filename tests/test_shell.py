@@ -33,18 +33,26 @@ class TestKeadmAndHookLines:
 
 class TestLaunchLine:
     def test_the_script_comes_on_stdin_so_no_argv_holds_it(self) -> None:
-        line = shell.launch_line(30, sudo=False, password_prompt=None, inline_script=None)
-        assert line == "echo __kenornir_pgid=$$; exec timeout -k 5 30 /bin/sh -s"
+        line = shell.launch_line(
+            30, mark="__kenornir_pgid_x=", sudo=False, password_prompt=None, inline_script=None
+        )
+        assert line == "echo __kenornir_pgid_x=$$; exec timeout -k 5 30 /bin/sh -s"
 
     def test_sudo_asks_with_the_prompt_given_or_never(self) -> None:
-        asking = shell.launch_line(30, sudo=True, password_prompt="[p]", inline_script=None)
+        asking = shell.launch_line(
+            30, mark="m=", sudo=True, password_prompt="[p]", inline_script=None
+        )
         assert shlex.split(asking)[:6] == ["sudo", "-S", "-p", "[p]", "--", "/bin/sh"]
-        silent = shell.launch_line(30, sudo=True, password_prompt=None, inline_script=None)
+        silent = shell.launch_line(
+            30, mark="m=", sudo=True, password_prompt=None, inline_script=None
+        )
         assert shlex.split(silent)[:3] == ["sudo", "-n", "--"]
 
     def test_an_inline_script_is_one_argument_of_the_inner_shell(self) -> None:
         script = "printf '%s\\n' \"it's\"\n"
-        line = shell.launch_line(30, sudo=True, password_prompt=None, inline_script=script)
+        line = shell.launch_line(
+            30, mark="m=", sudo=True, password_prompt=None, inline_script=script
+        )
         inner = shlex.split(shlex.split(line)[-1])
         assert inner[-3:] == ["/bin/sh", "-c", script]
 

@@ -23,6 +23,9 @@ from kenornir.outcome import StageFailed
 from kenornir.shell import FileVersion
 
 KEADM_MODE = 0o755  # and of every copyFrom file, as upstream uploads them
+# Files one upload command takes: its script travels in one argv word (stdin carries the files),
+# Linux takes at most 128 KiB in one, and the script names each path about six times.
+_FILES_PER_COMMAND = 32
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ class FileToSend:
     packed: PackedFile | None = None
 
     def __post_init__(self) -> None:
-        # Refused here, before anything is sent: the node could not receive this name intact.
+        # Refused here, before anything is sent (see shell.upload_name_problem).
+        problem = shell.upload_name_problem(posixpath.basename(self.remote))
+        if problem is not None:
+            raise shell.UnsendableWord(f"cannot upload to {self.remote!r}: the name {problem}")
         shell.words(self.remote)
 
 
@@ -216,7 +222,9 @@ def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
     their bytes arrive. It runs as whoever runs keadm (root on sudo nodes), who alone may write
     the staging dir.
     """
-    names = ", ".join(out.item.remote for out in outgoing)
+    names = ", ".join(out.item.remote for out in outgoing[:3])
+    if len(outgoing) > 3:
+        names += f" and {len(outgoing) - 3} more"
     # Part files may stay behind when the connection is lost; the next upload overwrites them.
     lost = f"SSH connection lost while uploading {names}"
     try:
@@ -268,8 +276,9 @@ def upload_files(
             continue
         source = item.packed.sent_for(remote_state.has_zstd) if item.packed else item.local
         outgoing.append(_Outgoing(item, version.sha256, source, source.stat().st_size))
-    if outgoing:
-        _send(ssh, _sending_order(outgoing))
+    ordered = _sending_order(outgoing)
+    for first in range(0, len(ordered), _FILES_PER_COMMAND):
+        _send(ssh, ordered[first : first + _FILES_PER_COMMAND])
     for out in outgoing:
         how = f", packed: {out.source.name} unpacked on the node" if out.item.packed else ""
         log.info("uploaded: %s (%d bytes sent%s)", out.item.remote, out.size, how)

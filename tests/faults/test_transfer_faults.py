@@ -139,3 +139,21 @@ def test_staging_dir_another_user_could_tamper_with_is_refused(
     assert staged_state(fault_lab) == before
     assert not fault_lab.lab.join_records(FAULTY)
     fault_lab.assert_healthy_ok(run)
+
+
+def test_three_hundred_copy_from_files_all_arrive(fault_lab: FaultLab, tmp_path: Path) -> None:
+    # More than one command's argv can name: the upload goes in several commands.
+    copy_from = tmp_path / "many"
+    copy_from.mkdir()
+    names = [f"site-config-{number:03d}-{'x' * 40}.env" for number in range(300)]
+    for name in names:
+        (copy_from / name).write_text(f"{name}\n")
+    entry = {**fault_lab.entry(FAULTY), "copyFrom": str(copy_from)}
+    config = fault_lab.config([entry, *fault_lab.healthy()])
+
+    run = fault_lab.run(config, "many-files")
+
+    assert run.statuses()[FAULTY] == "ok", run.record(FAULTY)
+    listed = fault_lab.lab.exec(FAULTY, f"cd {STAGING} && cat site-config-*").stdout
+    assert listed.splitlines() == names
+    fault_lab.assert_healthy_ok(run)

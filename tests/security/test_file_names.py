@@ -4,6 +4,7 @@ with hostile copyFrom names."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,7 @@ def everything_under(root: Path) -> set[str]:
 @example(items=[("a$(id>PWNED).sh", b"echo hi\n"), ("with space", b"x")])
 @example(items=[("`touch PWNED`", b""), ("'; touch PWNED; '", b"\x00\xff")])
 @example(items=[("-rf", b"1"), ("--", b"2"), ("*", b"3")])
+@example(items=[("x\\033[31mRED\\nkenornir: all fine\\c.sh", b"echo\n")])
 def test_hostile_names_arrive_byte_exact_and_run_nothing(
     sh: str, items: list[tuple[str, bytes]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -98,7 +100,9 @@ def test_hostile_names_arrive_byte_exact_and_run_nothing(
         (staging / name).write_text('printf "%s\\n" "ran $0"\n')
         refused = run_script(sh, shell.guarded(shell.hook_line(name, str(staging)), [version]), cwd)
         assert refused.returncode == shell.REFUSED_EXIT
-        assert b"differs from the uploaded one" in refused.stderr
+        # Said as it is: no shell turns a backslash in the name into anything else.
+        complaint = f"{staging / name} on the node differs from the uploaded one".encode()
+        assert complaint in refused.stderr
     staged = upload(sh, staging, [(name, b'printf "%s\\n" "ran $0"\n') for name, _ in items], cwd)
     for (name, _), version in zip(items, staged, strict=True):
         ran = run_script(sh, shell.guarded(shell.hook_line(name, str(staging)), [version]), cwd)
@@ -132,6 +136,8 @@ def test_planted_staging_dirs_are_refused_before_anything_is_made_in_them(
         ("two\nlines.sh", "has a newline in it"),
         ("tab\there.sh", "has the control character '\\t' in it"),
         ("bell\x07.sh", "has the control character '\\x07' in it"),
+        ("keadm.kenornir-part", "ends like kenornir's own files (.kenornir-part, .*.kenornir)"),
+        (".keadm.kenornir", "ends like kenornir's own files (.kenornir-part, .*.kenornir)"),
     ],
 )
 def test_names_that_cannot_reach_the_node_intact_are_refused_at_validate(
@@ -154,6 +160,35 @@ def test_names_that_cannot_reach_the_node_intact_are_refused_at_validate(
     assert refused.value.errors == [
         f"{config}: nodes[0].copyFrom: the file name {name!r} {why} (rename the file)"
     ]
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+def test_a_file_without_its_note_is_hashed_whatever_its_name_with_or_without_openssl(
+    sh: str, tmp_path: Path
+) -> None:
+    # A PATH of every program here but openssl: the hash falls back to sha256sum.
+    without_openssl = tmp_path / "bin"
+    without_openssl.mkdir()
+    for directory in (Path("/usr/bin"), Path("/bin")):
+        for program in directory.iterdir():
+            link = without_openssl / program.name
+            if program.name != "openssl" and not os.path.lexists(link):
+                link.symlink_to(program)
+    cwd = tmp_path / "home"
+    cwd.mkdir()
+    staging = tmp_path / "stage" / "keadm"
+    assert run_script(sh, shell.make_staging(str(staging)), cwd).returncode == 0
+    name = "back\\slash $x.sh"
+    (version,) = upload(sh, staging, [(name, b"echo hashed\n")], cwd)
+    Path(shell.note_path(version.remote)).unlink()
+    line = shell.guarded(shell.hook_line(name, str(staging)), [version])
+
+    for path in (os.environ["PATH"], str(without_openssl)):
+        argv, stdin = [sh, "-s"], shell.stdin_script(line)
+        ran = subprocess.run(
+            argv, input=stdin, cwd=cwd, env={"PATH": path}, capture_output=True, check=False
+        )
+        assert (ran.returncode, ran.stdout) == (0, b"hashed\n"), ran.stderr
 
 
 HOSTILE_FILES = {

@@ -70,3 +70,17 @@ def test_staging_dir_the_login_user_owns_is_refused_on_a_sudo_node(
     )
     assert not fault_lab.lab.join_records(NODE)
     fault_lab.assert_healthy_ok(run)
+
+
+def test_a_shared_tmp_that_is_not_sticky_is_refused(fault_lab: FaultLab) -> None:
+    # Anyone could rename the staging dirs out of a world-writable /tmp without the sticky bit.
+    assert fault_lab.lab.exec(NODE, "chmod 0777 /tmp").returncode == 0
+    config = fault_lab.config([fault_lab.entry(NODE), *fault_lab.healthy()])
+
+    run = fault_lab.run(config, "open-tmp")
+
+    record = run.record(NODE)
+    assert (record["status"], record["stage"]) == ("failed", "stage-dir"), record
+    assert record["reason"] == "/tmp is writable by others, not sticky; fix it: chmod +t /tmp"
+    assert fault_lab.lab.exec(NODE, "test -e /tmp/kubeedge").returncode == 1
+    fault_lab.assert_healthy_ok(run)

@@ -8,7 +8,7 @@ import pytest
 
 from kenornir.connection import KenornirSSH
 from tests.faults.conftest import FaultLab
-from tests.lab import Lab
+from tests.lab import Lab, LabFactory
 
 pytestmark = pytest.mark.lab
 
@@ -16,10 +16,17 @@ pytestmark = pytest.mark.lab
 READS_STDIN = 'read -r line; echo "stdin gave: [${line:-}]"; id -u'
 
 
-def sudo_login(lab: Lab, tmp_path: Path, user: str, auth: str = "password") -> KenornirSSH:
+def sudo_login(
+    lab: Lab, tmp_path: Path, user: str, auth: str = "password", connect_timeout: float = 10
+) -> KenornirSSH:
     node = lab.nodes[0]
     ssh = KenornirSSH()
-    extras = {"known_hosts": str(tmp_path / "known_hosts"), "auth": auth, "sudo": True}
+    extras: dict[str, object] = {
+        "known_hosts": str(tmp_path / "known_hosts"),
+        "auth": auth,
+        "sudo": True,
+        "connect_timeout": connect_timeout,
+    }
     if auth == "privateKey":
         extras["private_key_path"] = str(lab.key_path)
     password = lab.password if auth == "password" else None
@@ -75,3 +82,39 @@ def test_a_hook_on_a_sudo_node_reads_no_password(fault_lab: FaultLab, tmp_path: 
     assert run.statuses() == {"node-001": "ok", "node-002": "ok"}, run.stderr
     for name in users:
         assert "stdout: stdin gave: []" in run.node_log(name)
+
+
+def test_sudo_slower_than_the_connect_timeout_fails_the_command(
+    make_lab: LabFactory, tmp_path: Path
+) -> None:
+    lab = make_lab(nodes=1)
+    node = lab.nodes[0].name
+    # This node's sudo takes 4 s after the password (a slow PAM session module).
+    slow_pam = (
+        "cp /etc/pam.d/sudo /root/pam-sudo && "
+        "echo 'session optional pam_exec.so quiet /usr/bin/sleep 4' >> /root/pam-sudo && "
+        "mount --bind /root/pam-sudo /etc/pam.d/sudo"
+    )
+    assert lab.exec(node, slow_pam).returncode == 0
+    ssh = sudo_login(lab, tmp_path, lab.sudo_password_user, connect_timeout=2)
+    try:
+        result = ssh.run("touch /root/ran; id -u")
+    finally:
+        ssh.close()
+    assert result.exit_status != 0
+    assert "sudo did not start the command within 2s" in result.stderr
+    assert lab.exec(node, "test -e /root/ran").returncode == 1
+
+
+def test_a_login_banner_gets_neither_the_password_nor_the_script(
+    make_lab: LabFactory, tmp_path: Path
+) -> None:
+    lab = make_lab(nodes=1)
+    user = lab.sudo_password_user
+    lab.exec(lab.nodes[0].name, f"echo 'echo Welcome, authorized use only' > /home/{user}/.bashrc")
+    ssh = sudo_login(lab, tmp_path, user)
+    try:
+        result = ssh.run(READS_STDIN)
+    finally:
+        ssh.close()
+    assert (result.exit_status, result.stdout) == (0, "stdin gave: []\n0\n"), result.stderr
