@@ -33,14 +33,18 @@ files = st.lists(
 
 
 def run_script(
-    sh: str, script: str, cwd: Path, data: bytes = b""
+    sh: str, script: str, cwd: Path, data: bytes = b"", path: str | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """script as the node runs it: inline with data on stdin, or alone on stdin (sh -s)."""
+    """script as the node runs it: inline with data on stdin, or alone on stdin (sh -s); with
+    PATH path when given."""
     if data:
         argv, stdin = [sh, "-c", script], data
     else:
         argv, stdin = [sh, "-s"], shell.stdin_script(script)
-    return subprocess.run(argv, input=stdin, cwd=cwd, capture_output=True, timeout=60, check=False)
+    env = None if path is None else {"PATH": path}
+    return subprocess.run(
+        argv, input=stdin, cwd=cwd, env=env, capture_output=True, timeout=60, check=False
+    )
 
 
 def upload(
@@ -184,10 +188,7 @@ def test_a_file_without_its_note_is_hashed_whatever_its_name_with_or_without_ope
     line = shell.guarded(shell.hook_line(name, str(staging)), [version])
 
     for path in (os.environ["PATH"], str(without_openssl)):
-        argv, stdin = [sh, "-s"], shell.stdin_script(line)
-        ran = subprocess.run(
-            argv, input=stdin, cwd=cwd, env={"PATH": path}, capture_output=True, check=False
-        )
+        ran = run_script(sh, line, cwd, path=path)
         assert (ran.returncode, ran.stdout) == (0, b"hashed\n"), ran.stderr
 
 
