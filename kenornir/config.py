@@ -21,6 +21,7 @@ from kenornir.template import (
     MissingPlaceholders,
     TemplateProblem,
     mask_secrets,
+    masked_url,
     render_command,
     secret_values,
     token_values,
@@ -603,7 +604,7 @@ def _read_keadm(reader: _Reader, node: Node | None) -> tuple[KeadmConfig, dict[s
     download = reader.mapping(section.get("download"), "keadm.download", "keadm.download") or {}
     url = reader.text(download.get("url"), "keadm.download.url")
     if url is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-        shown = mask_secrets(repr(url), url_secrets(url))
+        shown = repr(masked_url(url))
         reader.fail(
             "keadm.download.url", f"{shown} is not an http(s) URL (write https://host/path)"
         )

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Literal, TypeVar
 
 from kenornir import __version__
 from kenornir.checksum import ChecksumFormatError, file_digest, parse_sha512_checksum
-from kenornir.template import mask_secrets, url_secrets
+from kenornir.template import mask_secrets, masked_url, url_secrets
 
 if TYPE_CHECKING:
     import requests
@@ -203,11 +203,6 @@ def _user_name(uid: int) -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
         return f"uid {uid}"
-
-
-def masked_url(url: str) -> str:
-    """url as it may be shown: `https://user:***@mirror/...`, never the credentials themselves."""
-    return mask_secrets(url, url_secrets(url))
 
 
 def prepare_packages(

@@ -175,6 +175,11 @@ def url_secrets(url: str) -> list[str]:
     return [value for value in dict.fromkeys([credential, unquote(credential)]) if value]
 
 
+def masked_url(url: str) -> str:
+    """url as it may be shown: `https://user:***@mirror/...`, never the credentials themselves."""
+    return mask_secrets(url, url_secrets(url))
+
+
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     """Replace every secret value in `text` by `***`, in its own spelling and in those repr()
     and JSON escape it to (a log line's `%r`, an exception's text).

@@ -98,7 +98,8 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
         copy_from = dir_files(Path(host.data["copy_from"])) if host.data["copy_from"] else []
         keadm = _keadm_per_arch(host.data, packages or {})
         # Every file the node may need, keadm for each arch: the probe learns the arch too.
-        candidates = file_versions([*copy_from, *keadm.values()])
+        copy_from_versions = file_versions(copy_from)
+        candidates = [*copy_from_versions, *file_versions(list(keadm.values()))]
         facts = step(Stage.ARCH, probe_node, versions=candidates)
         outcome.arch = facts.arch
         step(Stage.STAGE_DIR, stage_dir, verdict=facts.staging)
@@ -114,7 +115,7 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
             run_keadm,
             workdir=workdir,
             binary_sha256=sha,
-            verified=file_versions(copy_from),
+            verified=copy_from_versions,
         )
         if host.data["post_run"]:
             step(Stage.POST_RUN, post_run)
