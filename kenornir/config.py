@@ -10,7 +10,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -34,6 +34,9 @@ DEFAULT_MAX_RUN_NUM = 5
 DEFAULT_SSH_PORT = 22
 ARCHES = ("amd64", "arm64", "arm")
 AUTH_TYPES = ("password", "privateKey")
+# How files reach nodes (--transfer): auto picks the stream where the node's userland allows.
+TransferMode = Literal["auto", "stream", "sftp"]
+TRANSFER_MODES: tuple[TransferMode, ...] = ("auto", "stream", "sftp")
 
 AuthKind = Literal["password", "privateKey", "agent"]
 _T = TypeVar("_T")
@@ -147,6 +150,7 @@ class BatchConfig:
     nodes: tuple[NodeConfig, ...]
     max_run_num: int
     source: str
+    transfer: TransferMode = "auto"
     # Every value read through `${NAME}`: secrets that are not in the file.
     environment_secrets: tuple[str, ...] = ()
 
@@ -237,7 +241,7 @@ _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l
 
 # Where every known key lives; also answers "this key belongs elsewhere" for misindented keys.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "the top level": ("keadm", "nodes", "maxRunNum"),
+    "the top level": ("keadm", "nodes", "maxRunNum", "transfer"),
     "keadm": (
         "download",
         "keadmVersion",
@@ -586,6 +590,7 @@ def _read_batch(reader: _Reader, root: Node) -> BatchConfig | None:
         reader.fail(
             "maxRunNum", f"{max_run_num} is below 0 (0 or unset means {DEFAULT_MAX_RUN_NUM})"
         )
+    transfer = reader.choice(top.get("transfer"), "transfer", TRANSFER_MODES)
     keadm = _check_packages(reader, keadm, drafts)
     nodes = [_finish_node(reader, draft, keadm, template_args, failed_args) for draft in drafts]
     if reader.errors:
@@ -595,6 +600,7 @@ def _read_batch(reader: _Reader, root: Node) -> BatchConfig | None:
         nodes=tuple(node for node in nodes if node is not None),
         max_run_num=max_run_num or DEFAULT_MAX_RUN_NUM,
         source=reader.source,
+        transfer=cast(TransferMode, transfer or "auto"),
         environment_secrets=tuple(sorted(reader.environment_values)),
     )
 
@@ -1027,4 +1033,6 @@ nodes:
         #   privateKeyPath: ~/.ssh/id_ed25519
         #   passphrase: "${KEY_PASSPHRASE}"  # [kenornir] for an encrypted key
 maxRunNum: 5                    # <Optional> nodes processed at once; 0 or unset means 5
+# transfer: auto                # [kenornir] how files reach nodes: auto (one exec stream where
+#                               # the node's userland allows, else SFTP), stream, or sftp
 """

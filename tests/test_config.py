@@ -272,7 +272,7 @@ class TestErrors:
     def test_config_error_carries_every_error_one_per_line(self) -> None:
         errors = errors_of("maxRunNum: -3\nnodes: 5\nextra: 1\n")
         assert errors == [
-            "t.yaml: extra: unknown key (expected one of: keadm, nodes, maxRunNum)",
+            "t.yaml: extra: unknown key (expected one of: keadm, nodes, maxRunNum, transfer)",
             "t.yaml: nodes: must be a list of nodes, got a number (start each with '- ')",
             "t.yaml: maxRunNum: -3 is below 0 (0 or unset means 5)",
         ]
@@ -326,3 +326,11 @@ class TestErrors:
         errors = errors_of(yaml.safe_dump(data))
         assert len(errors) == 2
         assert not [e for e in errors if "very-secret" in e]
+
+
+
+def test_transfer_is_auto_unless_the_config_says_stream_or_sftp() -> None:
+    assert parse(BASE).transfer == "auto"
+    assert parse(config_with(transfer="sftp")).transfer == "sftp"
+    errors = errors_of(yaml.safe_dump(config_with(transfer="sfpt")))
+    assert any("'sfpt' is not one of auto, stream, sftp (did you mean 'sftp'?)" in e for e in errors)
