@@ -154,6 +154,7 @@ class KenornirSSH:
         self.host = ""
         self.stop_event: threading.Event | None = None
         self.notices: list[str] = []  # warnings from the login, for the node's log
+        self._sftp: paramiko.SFTPClient | None = None
 
     @property
     def connection(self) -> paramiko.SSHClient:
@@ -227,7 +228,20 @@ class KenornirSSH:
             transport.set_keepalive(self.settings.keepalive_seconds)
         self._client = client
 
+    def sftp(self) -> paramiko.SFTPClient:
+        """The connection's SFTP session (the login user's), opened on first use."""
+        if self._sftp is None:
+            self._sftp = self.connection.open_sftp()
+            channel = self._sftp.get_channel()
+            if channel is not None:
+                # Waits for the server this long at most, so a dead link fails the upload.
+                channel.settimeout(self.settings.command_timeout)
+        return self._sftp
+
     def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -648,7 +662,11 @@ def _auth_refused(exc: paramiko.AuthenticationException, login: Login) -> str:
 
 
 def node_ssh(task: Task) -> KenornirSSH:
-    """The host's open kenornir_ssh connection, opened with the run's options on first use."""
+    """The host's open kenornir_ssh connection, opened with the run's options on first use, and
+    opened again when the one it had died (a cut link)."""
+    existing = task.host.connections.get(CONNECTION_NAME)
+    if isinstance(existing, KenornirSSH) and not existing.is_active:
+        task.host.close_connection(CONNECTION_NAME)
     task.host.get_connection(CONNECTION_NAME, task.nornir.config)
     plugin = task.host.connections[CONNECTION_NAME]
     if not isinstance(plugin, KenornirSSH):
