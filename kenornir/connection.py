@@ -21,6 +21,7 @@ from nornir.core.task import Task
 
 from kenornir import shell
 from kenornir.hostkeys import HostKeyPolicyName, KnownHostsPolicy
+from kenornir.secret import reveal
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,8 @@ class KenornirSSH:
             auth=host_extras.get("auth", "agent"),
             key_path=host_extras.get("private_key_path"),
         )
-        self.sudo_password = password if login.auth == "password" else None
-        key = load_private_key(login, host_extras.get("passphrase"))
+        self.sudo_password = reveal(password) if login.auth == "password" else None
+        key = load_private_key(login, reveal(host_extras.get("passphrase")))
         host_keys = KnownHostsPolicy(
             self.settings.known_hosts, self.settings.host_key_policy, hostname or "", port or 22
         )
