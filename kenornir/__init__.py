@@ -6,13 +6,13 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "init_nornir", "tasks"]
+__all__ = ["__version__", "init_nornir", "nornir_settings", "tasks"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `kenornir --help` does not pay for importing nornir and paramiko.
-    if name == "init_nornir":
-        return importlib.import_module("kenornir.batch").init_nornir
+    if name in ("init_nornir", "nornir_settings"):
+        return getattr(importlib.import_module("kenornir.batch"), name)
     if name == "tasks":
         return importlib.import_module("kenornir.tasks")
     raise AttributeError(f"module 'kenornir' has no attribute {name!r}")

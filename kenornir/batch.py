@@ -18,7 +18,7 @@ from nornir import InitNornir
 from nornir.core import Nornir
 from nornir.core.task import AggregatedResult
 
-from kenornir.config import BatchConfig, load_config
+from kenornir.config import BatchConfig, TransferMode, load_config
 from kenornir.outcome import NodeOutcome, Status
 from kenornir.packages import KeadmPackage, PackageError, prepare_packages
 from kenornir.report import (
@@ -62,6 +62,7 @@ class RunOptions:
     cache_dir: Path | None = None
     verify_checksum: bool | None = None  # None: as the config says
     run_dir: Path | None = None
+    transfer: TransferMode | None = None  # None: as the config says
 
 
 @dataclass
@@ -78,27 +79,54 @@ def _as_config(config: str | Path | BatchConfig) -> BatchConfig:
     return config if isinstance(config, BatchConfig) else load_config(config)
 
 
-def init_nornir(
+def nornir_settings(
     config: str | Path | BatchConfig,
     *,
     workers: int | None = None,
     ssh: Mapping[str, Any] | None = None,
     stop_event: threading.Event | None = None,
-) -> Nornir:
-    """A Nornir over the config's nodes: KeadmBatchInventory, threaded runner, no nornir.log.
+    transfer: TransferMode | None = None,
+) -> dict[str, Any]:
+    """InitNornir's keyword arguments for a batch config: `InitNornir(**nornir_settings(path))`.
+
+    KeadmBatchInventory over the config's nodes, the threaded runner with num_workers =
+    maxRunNum (InitNornir alone would use Nornir's default of 20), nornir's own log file off.
 
     Args:
         workers: parallel nodes; default the config's maxRunNum.
         ssh: run-wide SSH options (connect_timeout, command_timeout, host_key_policy,
             known_hosts, keepalive_seconds) for the kenornir_ssh connection plugin.
         stop_event: set it to stop the run: no new node starts, running commands are killed.
+        transfer: how files reach nodes (auto, stream, sftp); default the config's `transfer`.
     """
     batch = _as_config(config)
+    return {
+        "runner": {"plugin": "threaded", "options": {"num_workers": workers or batch.max_run_num}},
+        "inventory": {"plugin": "KeadmBatchInventory", "options": {"config": batch}},
+        "logging": {"enabled": False},
+        "user_defined": {
+            "kenornir": {
+                "ssh": dict(ssh or {}),
+                "stop_event": stop_event,
+                "transfer": transfer or batch.transfer,
+            }
+        },
+    }
+
+
+def init_nornir(
+    config: str | Path | BatchConfig,
+    *,
+    workers: int | None = None,
+    ssh: Mapping[str, Any] | None = None,
+    stop_event: threading.Event | None = None,
+    transfer: TransferMode | None = None,
+) -> Nornir:
+    """A Nornir over the config's nodes (see nornir_settings for the arguments)."""
     return InitNornir(
-        runner={"plugin": "threaded", "options": {"num_workers": workers or batch.max_run_num}},
-        inventory={"plugin": "KeadmBatchInventory", "options": {"config": batch}},
-        logging={"enabled": False},
-        user_defined={"kenornir": {"ssh": dict(ssh or {}), "stop_event": stop_event}},
+        **nornir_settings(
+            config, workers=workers, ssh=ssh, stop_event=stop_event, transfer=transfer
+        )
     )
 
 
@@ -234,7 +262,11 @@ def run_batch(
             prepare_error = str(exc)
         if not interrupted and prepare_error is None:
             nr = init_nornir(
-                batch, workers=options.workers, ssh=_ssh_options(options), stop_event=stop_event
+                batch,
+                workers=options.workers,
+                ssh=_ssh_options(options),
+                stop_event=stop_event,
+                transfer=options.transfer,
             )
             selected = nr.filter(filter_func=lambda host: host.name in set(names))
             with _stop_on_signals(stop_event, terminal):

@@ -391,6 +391,13 @@ def add_run(subcommands: Subcommands) -> None:
     tuning.add_argument(
         "--known-hosts", type=Path, metavar="FILE", help="default ~/.ssh/known_hosts"
     )
+    tuning.add_argument(
+        "--transfer",
+        choices=("auto", "stream", "sftp"),
+        help="how files reach nodes: one exec stream, packed (fastest), or SFTP file by file "
+        "(resumable); auto, the default, streams where the node's `head -c` is exact and uses "
+        "SFTP elsewhere (BusyBox); overrides the config's `transfer`",
+    )
     add_package_arguments(tuning)
     output = parser.add_argument_group("output")
     output.add_argument("--run-dir", type=Path, metavar="DIR", help="default kenornir-runs/<UTC>")
@@ -465,6 +472,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         verify_checksum=False if args.insecure_skip_checksum else None,
         run_dir=args.run_dir,
+        transfer=args.transfer,
     )
     # With --json, stdout carries the report alone; the live lines go to stderr.
     live = sys.stderr if args.json else sys.stdout

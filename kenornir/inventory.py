@@ -10,6 +10,7 @@ from typing import Any
 from nornir.core.inventory import ConnectionOptions, Host, Hosts, Inventory
 
 from kenornir.config import BatchConfig, NodeConfig, load_config
+from kenornir.secret import Secret
 
 CONNECTION_PLUGIN = "kenornir_ssh"
 
@@ -47,18 +48,17 @@ class KeadmBatchInventory:
 def node_host(node: NodeConfig, config: BatchConfig) -> Host:
     """The Nornir host of one node, with its SSH extras and the data the tasks read."""
     auth = node.ssh.auth
-    extras: dict[str, Any] = {
-        "auth": auth.kind,
-        "private_key_path": auth.private_key_path,
-        "passphrase": auth.passphrase,
-        "sudo": node.ssh.sudo,
-    }
+    extras: dict[str, Any] = {"auth": auth.kind, "sudo": node.ssh.sudo}
+    if auth.private_key_path is not None:
+        extras["private_key_path"] = auth.private_key_path
+    if auth.passphrase is not None:
+        extras["passphrase"] = Secret(auth.passphrase)
     return Host(
         name=node.name,
         hostname=node.ssh.ip,
         port=node.ssh.port,
         username=node.ssh.username,
-        password=auth.password,
+        password=Secret(auth.password) if auth.password is not None else None,
         platform="linux",
         data=host_data(node, config),
         connection_options={CONNECTION_PLUGIN: ConnectionOptions(extras=extras)},
@@ -66,11 +66,15 @@ def node_host(node: NodeConfig, config: BatchConfig) -> Host:
 
 
 def host_data(node: NodeConfig, config: BatchConfig) -> dict[str, Any]:
-    """`host.data`: plain values, so Nornir filters such as F(labels__site=...) work."""
+    """`host.data`: plain values, so Nornir filters such as F(labels__site=...) work and
+    `json.dumps(nr.inventory.dict())` holds no credential: the command's tokens and the
+    secrets to mask are Secrets, which read as masked text."""
+    command = node.keadm_cmd
+    if node.secrets:
+        command = Secret(node.keadm_cmd, shown=node.keadm_cmd_masked)
     return {
         "labels": dict(node.labels),
-        "keadm_cmd": node.keadm_cmd,
-        "keadm_cmd_masked": node.keadm_cmd_masked,
+        "keadm_cmd": command,
         "copy_from": node.copy_from,
         "keadm_bin_dir": node.keadm_bin_dir,
         "pre_run": list(node.pre_run),
@@ -78,6 +82,6 @@ def host_data(node: NodeConfig, config: BatchConfig) -> dict[str, Any]:
         "sudo": node.ssh.sudo,
         "arch_group": list(config.keadm.arch_group),
         "keadm_version": config.keadm.keadm_version,
-        "secrets": list(node.secrets),
-        "node": node,
+        "max_run_num": config.max_run_num,
+        "secrets": [Secret(value) for value in node.secrets],
     }

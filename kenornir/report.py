@@ -19,6 +19,7 @@ from nornir.core.task import AggregatedResult, MultiResult, Task
 
 from kenornir.nodelog import NODE_LOGGER_PREFIX, node_logger
 from kenornir.outcome import NodeOutcome, Stage, Status
+from kenornir.secret import host_secrets
 from kenornir.template import mask_record, mask_secrets
 
 EXIT_OK = 0
@@ -213,7 +214,7 @@ class RunRecorder:
 
     def task_instance_started(self, task: Task, host: Host) -> None:
         handler = logging.FileHandler(self.run_dir / f"{host.name}.log", encoding="utf-8")
-        handler.setFormatter(_MaskingFormatter(host.data.get("secrets", [])))
+        handler.setFormatter(_MaskingFormatter(host_secrets(host.data)))
         logger = node_logger(host.name)
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
@@ -251,7 +252,7 @@ class RunRecorder:
         with self._lock:
             self.outcomes[host.name] = outcome
             handler = self._handlers.pop(host.name, None)
-            append_event(self.run_dir, outcome.to_record(), host.data.get("secrets", []))
+            append_event(self.run_dir, outcome.to_record(), host_secrets(host.data))
         if handler is not None:
             logger.removeHandler(handler)
             handler.close()

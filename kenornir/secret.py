@@ -8,6 +8,7 @@ whose text is the mask, so `json.dumps(nr.inventory.dict())`, print_result and a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 MASK = "********"
@@ -33,3 +34,9 @@ class Secret(str):
 def reveal(value: str | None) -> str | None:
     """The credential behind a Secret; any other str (a plain Nornir inventory's) as it is."""
     return value._value if isinstance(value, Secret) else value
+
+
+def host_secrets(data: Mapping[str, Any]) -> list[str]:
+    """The values to mask in a host's output and logs: its `secrets` in host.data (Secrets from
+    KeadmBatchInventory, or plain strings a composer puts there)."""
+    return [value for secret in data.get("secrets", ()) if (value := reveal(secret))]

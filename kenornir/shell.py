@@ -21,12 +21,16 @@ PGID_MARK = "__kenornir_pgid_"
 KILL_GRACE_SECONDS = 5
 # Exit status of a guard that refused to run something: a dir or file failed its check.
 REFUSED_EXIT = 197
+# Exit status of an upload whose bytes on the node do not have the sha256 they should.
+MISMATCH_EXIT = 196
 # How the node functions begin the stderr lines that say why they refused.
 OWN_COMPLAINT = "kenornir: "
 PART_SUFFIX = ".kenornir-part"
 NOTE_SUFFIX = ".kenornir"
 # Separates the answers of a probe's questions in its output.
 SECTION_MARK = "__kenornir_section__"
+# What the userland line of remote_state says of a node whose `head -c` is exact.
+EXACT_HEAD = "exact-head"
 # Ends the notes in the held-files listing; the files' identities follow.
 NOTES_END = "__kenornir_notes_end__"
 
@@ -124,10 +128,11 @@ kn_arrived() {
     printf '%s: %s of %s bytes arrived\n' "$3" "${kn_size:-0}" "$2" >&2
     return 1
 }
-# kn_install PART FINAL MODE SHA256 NOTE: PART becomes FINAL with MODE; NOTE records what it is.
+# kn_install PART FINAL MODE SHA256 NOTE: PART becomes FINAL with MODE; NOTE (empty: none)
+# records what it is.
 kn_install() {
     chmod "$3" -- "$1" && mv -f -- "$1" "$2" &&
-        printf '%s %s %s\n' "$4" "$(kn_identity "$2")" "$3" >"$5"
+        { [ -z "$5" ] || printf '%s %s %s\n' "$4" "$(kn_identity "$2")" "$3" >"$5"; }
 }
 # kn_notes NOTE...: every note's line, as NOTE:line.
 kn_notes() { [ "$#" -eq 0 ] || grep -H '' -- "$@" 2>/dev/null; true; }
@@ -139,10 +144,7 @@ kn_verified() {
     kn_note=
     { read -r kn_note <"$2"; } 2>/dev/null
     [ "$kn_note" = "$3 $(kn_identity "$1") $4" ] && return
-    # openssl hashes about 3x faster than coreutils (SHA extensions); sha256sum without it.
-    # Both read stdin: sha256sum escapes a name with a backslash in its output.
-    kn_sum=$({ openssl dgst -sha256 -r || sha256sum; } 2>/dev/null <"$1" | cut -d' ' -f1)
-    [ "$kn_sum" = "$3" ]
+    [ "$(kn_sha256 <"$1")" = "$3" ]
 }
 # kn_require FILE NOTE SHA256 MODE: kn_verified, else refuse to run anything.
 kn_require() {
@@ -150,6 +152,39 @@ kn_require() {
     printf '@OWN_COMPLAINT@%s on the node differs from the uploaded one (sha256 mismatch)\n' \
         "$1" >&2
     exit @REFUSED_EXIT@
+}
+# kn_head_exact: whether `head -c` takes exactly that many bytes off a pipe, which the upload
+# stream relies on (BusyBox's reads ahead through stdio and swallows the next file's bytes).
+kn_head_exact() { [ "$(printf abcd | { head -c 2 >/dev/null; cat; })" = cd ]; }
+# kn_sha256: the sha256 of stdin, hex. openssl hashes about 3x faster than coreutils (SHA
+# extensions); sha256sum without it. Both read stdin: sha256sum escapes a name with a
+# backslash in its output.
+kn_sha256() { { openssl dgst -sha256 -r || sha256sum; } 2>/dev/null | cut -d' ' -f1; }
+# kn_holds FILE SIZE MODE SHA256: prints "same" when FILE is a regular file of SIZE bytes, octal
+# MODE and that content (hashed only when size and mode match).
+kn_holds() {
+    [ -f "$1" ] && [ ! -L "$1" ] || return 0
+    [ "$(stat -c '%s %a' -- "$1" 2>/dev/null)" = "$2 $3" ] || return 0
+    [ "$(kn_sha256 <"$1")" != "$4" ] || echo same
+}
+# kn_adopt SOURCE FINAL MODE SHA256 NOTE: what arrived in SOURCE becomes FINAL with MODE once its
+# sha256 is SHA256; NOTE (empty: none) records it. SOURCE is FINAL's part file, or a part the
+# login user uploaded elsewhere (sudo nodes): that one is copied into a new file beside FINAL
+# first, and the copy is what is checked and installed, so nothing the login user does to
+# SOURCE afterwards counts. A mismatch removes what arrived and exits @MISMATCH_EXIT@.
+kn_adopt() {
+    kn_part=$1
+    if [ "$1" != "$2@PART_SUFFIX@" ]; then
+        kn_part=$(mktemp -- "$2.XXXXXXXX") || return 1
+        cat -- "$1" >"$kn_part" || { rm -f -- "$kn_part"; return 1; }
+    fi
+    kn_sum=$(kn_sha256 <"$kn_part")
+    if [ "$kn_sum" != "$4" ]; then
+        rm -f -- "$kn_part" "$1"
+        printf '@OWN_COMPLAINT@%s: what arrived has sha256 %s, not %s\n' "$2" "$kn_sum" "$4" >&2
+        return @MISMATCH_EXIT@
+    fi
+    kn_install "$kn_part" "$2" "$3" "$4" "$5" && rm -f -- "$1"
 }
 # kn_stop PGID: stop a process group, killing what is left of it after a grace period.
 # (`kill -s SIG -- -PGID`: dash takes no other form for a group.)
@@ -159,7 +194,14 @@ kn_stop() {
     kill -s KILL -- "-$1" 2>/dev/null
     true
 }
-""".replace("@REFUSED_EXIT@", str(REFUSED_EXIT)).replace("@OWN_COMPLAINT@", OWN_COMPLAINT)
+"""
+for _name, _value in {
+    "@REFUSED_EXIT@": str(REFUSED_EXIT),
+    "@MISMATCH_EXIT@": str(MISMATCH_EXIT),
+    "@OWN_COMPLAINT@": OWN_COMPLAINT,
+    "@PART_SUFFIX@": PART_SUFFIX,
+}.items():
+    NODE_FUNCTIONS = NODE_FUNCTIONS.replace(_name, _value)
 
 
 class UnsendableWord(ValueError):
@@ -341,13 +383,18 @@ def _held_files(paths: Sequence[str]) -> str:
     return f"{notes}; {words('echo', NOTES_END)}; {words('kn_identities', *unique)}"
 
 
-# zstd must run, not just be on the PATH: a broken one falls back to the tarball.
-_HAS_ZSTD = "zstd -V >/dev/null 2>&1 && echo zstd || echo none"
+# One line: whether zstd works (it must run, not just be on the PATH: a broken one falls back to
+# the tarball), then whether `head -c` is exact (kn_head_exact).
+_USERLAND = (
+    "{ zstd -V >/dev/null 2>&1 && printf zstd || printf none; }; "
+    f"kn_head_exact && echo ' {EXACT_HEAD}' || echo ' inexact-head'"
+)
 
 
 def remote_state(paths: Sequence[str]) -> str:
-    """The script whose output says whether zstd works, then what _held_files prints."""
-    return script(_HAS_ZSTD, _held_files(paths))
+    """The script whose output says what the node's userland can do (_USERLAND), then what
+    _held_files prints."""
+    return script(_USERLAND, _held_files(paths))
 
 
 def probe(staging: str, owner_uid: str, paths: Sequence[str]) -> str:
@@ -355,7 +402,7 @@ def probe(staging: str, owner_uid: str, paths: Sequence[str]) -> str:
     SECTION_MARK lines."""
     section = words("echo", SECTION_MARK)
     verdict = _staging_verdict(staging, owner_uid)
-    return script("uname -m", section, verdict, section, _HAS_ZSTD, _held_files(paths))
+    return script("uname -m", section, verdict, section, _USERLAND, _held_files(paths))
 
 
 @dataclass(frozen=True)
@@ -402,6 +449,28 @@ def receive(files: Sequence[Incoming]) -> str:
             note_path(version.remote),
         )
         lines.append(install + " || exit 1")
+    return script(*lines)
+
+
+def holds(remote: str, size: int, mode: int, sha256: str) -> str:
+    """The script printing "same" when remote has that size, mode and content (kn_holds)."""
+    return script(words("kn_holds", _absolute(remote), str(size), f"{mode:o}", sha256))
+
+
+def adopt(
+    source: str, remote: str, mode: int, sha256: str, *, staged: bool, make_dirs: bool
+) -> str:
+    """The script that installs what an SFTP upload put in source as remote (kn_adopt).
+
+    staged: remote is in a staging dir: its dirs are checked as the stream's are, and a note
+    records it for the next probe. make_dirs: create remote's dir first (as whoever runs this).
+    """
+    directory = posixpath.dirname(_absolute(remote))
+    lines = [words("mkdir", "-p", "--", directory) + " || exit 1"] if make_dirs else []
+    lines += _trusted_staging([remote]) if staged else []
+    note = note_path(remote) if staged else ""
+    mode_text = f"{mode:o}"
+    lines.append(words("kn_adopt", _absolute(source), remote, mode_text, sha256, note))
     return script(*lines)
 
 

@@ -328,9 +328,10 @@ class TestErrors:
         assert not [e for e in errors if "very-secret" in e]
 
 
-
 def test_transfer_is_auto_unless_the_config_says_stream_or_sftp() -> None:
     assert parse(BASE).transfer == "auto"
     assert parse(config_with(transfer="sftp")).transfer == "sftp"
     errors = errors_of(yaml.safe_dump(config_with(transfer="sfpt")))
-    assert any("'sfpt' is not one of auto, stream, sftp (did you mean 'sftp'?)" in e for e in errors)
+    assert any(
+        "'sfpt' is not one of auto, stream, sftp (did you mean 'sftp'?)" in e for e in errors
+    )

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kenornir.batch import RunOptions, Selection, run_batch
 from tests.batch_configs import node_entry, offline_dir_of, run_python, write_config
@@ -75,3 +76,48 @@ def test_reset_then_join(labeled_config: Path, tmp_path: Path, lab: Lab) -> None
     assert result.stdout == f"{name}: reset, then join: ok\n", result.stderr
     # reset cleared the first join's record; the second join wrote the only one left.
     assert len(lab.join_records(name)) == 1
+
+
+def test_simple_inventory_runs_a_command_and_pushes_a_file(lab: Lab, tmp_path: Path) -> None:
+    nodes = lab.nodes[6:8]
+    hosts = {
+        node.name: {
+            "hostname": node.address,
+            "port": node.port,
+            "username": lab.edge_user,
+            "connection_options": {
+                "kenornir_ssh": {"extras": {"key_file": str(lab.key_path), "sudo": True}}
+            },
+        }
+        for node in nodes
+    }
+    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    pushed = tmp_path / "edge.env"
+    pushed.write_text("EDGE_SITE=lab\n")
+    remote = "/home/edge/edge.env"
+    for node in nodes:
+        lab.exec(node.name, f"rm -f {remote}")
+    first = example("simple_inventory.py", "hosts.yaml", pushed, remote, cwd=tmp_path)
+    again = example("simple_inventory.py", "hosts.yaml", pushed, remote, cwd=tmp_path)
+    assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
+    assert [line.split("; ")[1] for line in first.stdout.splitlines()] == ["sent 14 bytes"] * 2
+    assert [line.split("; ")[1] for line in again.stdout.splitlines()] == ["already there"] * 2
+    assert all(line.split(": ")[1].startswith("up ") for line in first.stdout.splitlines())
+    for node in nodes:
+        assert lab.exec(node.name, f"cat {remote}").stdout == "EDGE_SITE=lab\n"
+
+
+def test_push_ca_then_join_joins_the_labelled_nodes_that_got_the_ca(
+    labeled_config: Path, lab: Lab, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("lab CA\n")
+    first, second, third = (n.name for n in lab.nodes[:3])
+    for name in (first, second, third):
+        lab.exec(name, "rm -rf /etc/kubeedge/ca")
+    result = example("push_ca_then_join.py", labeled_config, ca, "site=north", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # the second north node has a bad token
+    assert "sftp_upload" in result.stdout and "join_node" in result.stdout
+    for name in (first, second):
+        assert lab.exec(name, "cat /etc/kubeedge/ca/rootCA.crt").stdout == "lab CA\n"
+    assert lab.exec(third, "ls /etc/kubeedge/ca 2>&1 || true").stdout.strip() != "rootCA.crt"

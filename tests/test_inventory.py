@@ -9,8 +9,9 @@ from nornir import InitNornir
 from nornir.core import Nornir
 from nornir.core.filter import F
 
-from kenornir.config import ConfigError, NodeConfig, load_config
+from kenornir.config import ConfigError, load_config
 from kenornir.inventory import CONNECTION_PLUGIN, KeadmBatchInventory
+from kenornir.secret import host_secrets, reveal
 
 CONFIG = """\
 keadm:
@@ -71,13 +72,13 @@ def test_one_host_per_node_with_connection_fields(nr: Nornir) -> None:
     hosts = nr.inventory.hosts
     assert list(hosts) == ["north-1", "north-2", "south-1"]
     north = hosts["north-1"]
-    assert (north.hostname, north.port, north.username, north.password, north.platform) == (
+    assert (north.hostname, north.port, north.username, north.platform) == (
         "127.0.0.1",
         2201,
         "root",
-        "pw-north",
         "linux",
     )
+    assert (north.password, reveal(north.password)) == ("********", "pw-north")
     assert hosts["south-1"].port == 22
     assert hosts["north-2"].password is None
 
@@ -86,37 +87,26 @@ def test_connection_extras_per_auth_kind(nr: Nornir, config_file: Path) -> None:
     def extras(name: str) -> object:
         return nr.inventory.hosts[name].get_connection_parameters(CONNECTION_PLUGIN).extras
 
-    assert extras("north-1") == {
-        "auth": "password",
-        "private_key_path": None,
-        "passphrase": None,
-        "sudo": False,
-    }
-    assert extras("north-2") == {
+    assert extras("north-1") == {"auth": "password", "sudo": False}
+    north_2 = extras("north-2")
+    assert north_2 == {
         "auth": "privateKey",
         "private_key_path": str(config_file.parent / "id_edge"),
-        "passphrase": "phrase",
+        "passphrase": "********",
         "sudo": True,
     }
-    assert extras("south-1") == {
-        "auth": "agent",
-        "private_key_path": None,
-        "passphrase": None,
-        "sudo": False,
-    }
+    assert isinstance(north_2, dict) and reveal(north_2["passphrase"]) == "phrase"
+    assert extras("south-1") == {"auth": "agent", "sudo": False}
 
 
 def test_host_data_has_exactly_the_task_inputs(nr: Nornir, config_file: Path) -> None:
     base = config_file.parent
-    data = nr.inventory.hosts["north-1"].data
-    node = data.pop("node")
-    assert set(data.pop("secrets")) == {"tok-123", "pw-north"}
-    assert isinstance(node, NodeConfig)
-    assert node.name == "north-1"
+    data = dict(nr.inventory.hosts["north-1"].data)
+    assert {reveal(secret) for secret in data.pop("secrets")} == {"tok-123", "pw-north"}
+    assert reveal(data["keadm_cmd"]) == "join --edgenode-name=north-1 --token=tok-123"
     assert data == {
         "labels": {"site": "north", "tier": "gold"},
-        "keadm_cmd": "join --edgenode-name=north-1 --token=tok-123",
-        "keadm_cmd_masked": "join --edgenode-name=north-1 --token=***",
+        "keadm_cmd": "join --edgenode-name=north-1 --token=***",
         "copy_from": str(base / "files"),
         "keadm_bin_dir": None,
         "pre_run": [str(base / "hooks" / "global.sh"), str(base / "hooks" / "own.sh")],
@@ -124,9 +114,10 @@ def test_host_data_has_exactly_the_task_inputs(nr: Nornir, config_file: Path) ->
         "sudo": False,
         "arch_group": ["amd64", "arm64"],
         "keadm_version": "v1.20.0",
+        "max_run_num": 5,
     }
     assert nr.inventory.hosts["north-2"].data["keadm_bin_dir"] == "/usr/local/bin"
-    assert set(nr.inventory.hosts["north-2"].data["secrets"]) == {"tok-123", "phrase"}
+    assert set(host_secrets(nr.inventory.hosts["north-2"].data)) == {"tok-123", "phrase"}
 
 
 def test_filter_by_label_and_by_name(nr: Nornir) -> None:
@@ -141,7 +132,7 @@ def test_an_already_loaded_config_needs_no_file(config_file: Path) -> None:
     config_file.unlink()
     inventory = KeadmBatchInventory(config=config).load()
     assert list(inventory.hosts) == ["north-1", "north-2", "south-1"]
-    assert inventory.hosts["north-1"].data["node"] is config.nodes[0]
+    assert reveal(inventory.hosts["north-1"].data["keadm_cmd"]) == config.nodes[0].keadm_cmd
 
 
 def test_a_bad_config_raises_config_error(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from kenornir.tasks import (
     stage_dir,
     upload_dir,
 )
-from kenornir.tasks.transfer import FileToSend, dir_files, file_versions
+from kenornir.tasks.files import FileToSend, file_versions
+from kenornir.tasks.transfer import dir_files
 from tests.batch_configs import copy_from_dir, node_entry, offline_dir_of, write_config
 from tests.lab import Lab
 

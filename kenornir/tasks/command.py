@@ -11,11 +11,13 @@ from dataclasses import replace
 from nornir.core.task import Result, Task
 
 from kenornir import shell
+from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandInterrupted, CommandResult, StreamName, node_ssh
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
+from kenornir.secret import host_secrets, reveal
 from kenornir.shell import FileVersion
-from kenornir.tasks.transfer import KEADM_MODE
+from kenornir.tasks.files import KEADM_MODE
 from kenornir.template import mask_secrets
 
 LOG_HEAD_BYTES = 1024 * 1024
@@ -78,55 +80,104 @@ class _NodeLogOutput:
             self.tails[stream].clear()
 
 
-def run_remote(task: Task, command: str, what: str, timeout: float | None = None) -> CommandResult:
-    """Run a script as root (sudo on sudo hosts), its output into the node's log.
+def logged_command(
+    task: Task, command: str, what: str, timeout: float | None = None, *, as_root: bool = True
+) -> CommandResult:
+    """Run a script on the node (through sudo on sudo hosts when as_root), its output streamed
+    into the node's log; killed on the node when the timeout passes or the run is stopped.
 
     Returns:
-        The command's result, the host's secrets (host.data["secrets"]) masked in its output.
+        The command's result, the host's secrets (kenornir.secret.host_secrets) masked in its
+        output.
     Raises:
-        StageFailed: non-zero exit or timeout, with `what` naming the command in the reason;
-            a guard (shell.guarded) that refused to run it says why.
         CommandInterrupted: the run was stopped; the command was killed on the node.
     """
     ssh = node_ssh(task)
     logged = _NodeLogOutput(node_logger(task.host.name))
     try:
-        output = ssh.run(command, timeout=timeout, on_line=logged.line)
+        output = ssh.run(command, timeout=timeout, on_line=logged.line, as_root=as_root)
     except CommandInterrupted as stopped:
         raise CommandInterrupted(f"{what}: {stopped}") from None
     finally:
         logged.finish()
-    secrets = task.host.data.get("secrets", ())
-    output = replace(
+    secrets = host_secrets(task.host.data)
+    return replace(
         output,
         stdout=mask_secrets(output.stdout, secrets),
         stderr=mask_secrets(output.stderr, secrets),
     )
+
+
+def command_failure(task: Task, output: CommandResult, what: str, timeout: float | None) -> str:
+    """Why a command failed, in one line ("" when it succeeded)."""
     if output.timed_out:
-        limit = ssh.settings.command_timeout if timeout is None else timeout
-        raise StageFailed(f"{what} did not finish within {limit:g}s and was killed", exit_code=None)
-    if output.exit_status != 0:
-        detail = last_line(output)
-        if output.exit_status == shell.REFUSED_EXIT and detail.startswith(shell.OWN_COMPLAINT):
-            why = detail.removeprefix(shell.OWN_COMPLAINT)
-            raise StageFailed(f"refused to run {what}: {why}", exit_code=output.exit_status)
-        raise StageFailed(
-            f"{what} failed (exit {output.exit_status})" + (f": {detail}" if detail else ""),
-            exit_code=output.exit_status,
-        )
+        limit = node_ssh(task).settings.command_timeout if timeout is None else timeout
+        return f"{what} did not finish within {limit:g}s and was killed"
+    if output.exit_status == 0:
+        return ""
+    detail = last_line(output)
+    if output.exit_status == shell.REFUSED_EXIT and detail.startswith(shell.OWN_COMPLAINT):
+        return f"refused to run {what}: {detail.removeprefix(shell.OWN_COMPLAINT)}"
+    return f"{what} failed (exit {output.exit_status})" + (f": {detail}" if detail else "")
+
+
+def run_remote(task: Task, command: str, what: str, timeout: float | None = None) -> CommandResult:
+    """logged_command as root, for a stage: any failure raises.
+
+    Raises:
+        StageFailed: non-zero exit or timeout, with `what` naming the command in the reason;
+            a guard (shell.guarded) that refused to run it says why.
+        CommandInterrupted: the run was stopped; the command was killed on the node.
+    """
+    output = logged_command(task, command, what, timeout)
+    failure = command_failure(task, output, what, timeout)
+    if failure:
+        exit_code = None if output.timed_out else output.exit_status
+        raise StageFailed(failure, exit_code=exit_code)
     return output
+
+
+def run_command(
+    task: Task, command: str, timeout: float | None = None, as_root: bool = False
+) -> Result:
+    """Run a shell command on the node, e.g. `uptime`: the generic task for any inventory.
+
+    As keadm's: a timeout (default the connection's command_timeout) that kills the command's
+    whole process group on the node, output streamed to the node log, the host's secrets masked.
+
+    Args:
+        as_root: through sudo on sudo hosts (a login as root runs as root anyway).
+    Returns:
+        Result with `result` the stdout, `stdout`/`stderr`, `exit_status`; failed when the
+        command exited non-zero or timed out (`exception` then says which, in one line).
+    """
+    log = node_logger(task.host.name)
+    log.info("running%s: %s", " as root" if as_root else "", command)
+    output = logged_command(task, shell.script(command), "command", timeout, as_root=as_root)
+    failure = command_failure(task, output, "command", timeout)
+    return Result(
+        host=task.host,
+        result=output.stdout,
+        stdout=output.stdout,
+        stderr=output.stderr,
+        failed=bool(failure),
+        exception=StageFailed(failure) if failure else None,
+        changed=True,
+        exit_status=output.exit_status,
+    )
 
 
 def run_keadm(
     task: Task,
-    workdir: str,
+    workdir: str = STAGING_DIR,
     binary_sha256: str | None = None,
     timeout: float | None = None,
     keadm_cmd: str | None = None,
     *,
     verified: Sequence[FileVersion] = (),
 ) -> Result:
-    """Run keadm in workdir: the node's rendered command, or keadm_cmd (e.g. `reset edge`).
+    """Run keadm in workdir: keadm_cmd (e.g. `reset edge`), by default host.data["keadm_cmd"]
+    (the node's rendered keadmCmd).
 
     Right before keadm starts, the user that runs it (root on sudo nodes) checks in the same
     shell that keadm is the uploaded binary (binary_sha256, when given) and every file of
@@ -138,19 +189,22 @@ def run_keadm(
     Raises:
         StageFailed: keadm failed, timed out, or a file changed since upload.
     """
-    data = task.host.data
+    if keadm_cmd is None:
+        keadm_cmd = task.host.data.get("keadm_cmd")
+    if not keadm_cmd:
+        raise StageFailed("no keadm command: pass keadm_cmd, or set host.data['keadm_cmd']")
     checked = list(verified)
     if binary_sha256 is not None:
         checked.insert(0, FileVersion(posixpath.join(workdir, "keadm"), binary_sha256, KEADM_MODE))
-    line = shell.keadm_line(keadm_cmd or data["keadm_cmd"], workdir)
+    line = shell.keadm_line(reveal(keadm_cmd) or "", workdir)
     log = node_logger(task.host.name)
     if checked:
         log.info(
             "checking on the node first, as the user that runs keadm: %s",
             ", ".join(f"{v.remote} has sha256 {v.sha256}" for v in checked),
         )
-    shown = keadm_cmd or data["keadm_cmd_masked"]
-    log.info("running: %s", shell.keadm_line(shown, workdir))
+    # A Secret (KeadmBatchInventory's) reads as the command with its token masked.
+    log.info("running: %s", shell.keadm_line(str(keadm_cmd), workdir))
     output = run_remote(task, shell.guarded(line, checked), "keadm", timeout)
     return Result(
         host=task.host,

@@ -38,12 +38,12 @@ def map_arch(machine: str) -> str:
 
 
 def detect_arch(task: Task) -> Result:
-    """Detect the node's arch and check a keadm package is prepared for it.
+    """Detect the node's arch and, for a batch node, check a keadm package is prepared for it.
 
     Returns:
         Result whose `result` is the keadm arch name (amd64, arm64, arm).
     Raises:
-        StageFailed: unknown arch, or an arch missing from keadm.archGroup.
+        StageFailed: unknown arch, or (a batch node) an arch missing from keadm.archGroup.
     """
     output = node_ssh(task).run(shell.script("uname -m"), as_root=False)
     return Result(host=task.host, result=_arch_of(task, output), changed=False)
@@ -95,9 +95,10 @@ def _arch_of(task: Task, output: CommandResult) -> str:
     if output.exit_status != 0 or not machine:
         raise StageFailed(f"`uname -m` failed (exit {output.exit_status}): {output.stderr.strip()}")
     arch = map_arch(machine)
-    arch_group: list[str] = task.host.data["arch_group"]
-    needs_package = task.host.data["keadm_bin_dir"] is None
-    if needs_package and arch not in arch_group:
+    # Only a batch node (KeadmBatchInventory's host data) has packages prepared per arch.
+    arch_group: list[str] | None = task.host.data.get("arch_group")
+    needs_package = arch_group is not None and task.host.data.get("keadm_bin_dir") is None
+    if needs_package and arch not in (arch_group or ()):
         raise StageFailed(
             f"node arch is {arch} ({machine}) but no package is prepared for it "
             f"(add {arch} to keadm.archGroup)"

@@ -16,18 +16,13 @@ from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandInterrupted, ConnectError, run_options
 from kenornir.nodelog import node_logger
 from kenornir.outcome import NodeOutcome, Stage, StageFailed, Status
+from kenornir.secret import host_secrets
 from kenornir.tasks.command import run_keadm
 from kenornir.tasks.connect import connect
 from kenornir.tasks.facts import probe_node
+from kenornir.tasks.files import FileToSend, PackedFile, file_versions
 from kenornir.tasks.hooks import post_run, pre_run
-from kenornir.tasks.transfer import (
-    FileToSend,
-    PackedFile,
-    dir_files,
-    file_versions,
-    stage_dir,
-    upload_files,
-)
+from kenornir.tasks.transfer import dir_files, stage_dir, upload_files
 from kenornir.template import mask_secrets
 
 
@@ -124,7 +119,7 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
         cause = error.result[0].exception if isinstance(error, NornirSubTaskError) else error
         outcome.status, reason, outcome.exit_code = _failure(cause or error)
         # Reasons quote exception text, which may quote a command line: mask it at the source.
-        outcome.reason = mask_secrets(reason, host.data.get("secrets", ()))
+        outcome.reason = mask_secrets(reason, host_secrets(host.data))
         outcome.stage = stage
         if outcome.status is Status.FAILED and stage is Stage.POST_RUN:
             outcome.reason = f"{outcome.reason} (keadm itself succeeded)"

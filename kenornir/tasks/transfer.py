@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
+import logging
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,70 +15,17 @@ import paramiko
 from nornir.core.task import Result, Task
 
 from kenornir import shell
-from kenornir.checksum import file_digest
-from kenornir.config import STAGING_DIR
-from kenornir.connection import KenornirSSH, node_ssh
+from kenornir.config import STAGING_DIR, TransferMode
+from kenornir.connection import KenornirSSH, node_ssh, run_options
 from kenornir.nodelog import node_logger
 from kenornir.outcome import StageFailed
 from kenornir.shell import FileVersion
+from kenornir.tasks.files import KEADM_MODE, FileToSend, file_versions
+from kenornir.tasks.sftp import send_file
 
-KEADM_MODE = 0o755  # and of every copyFrom file, as upstream uploads them
 # Files one upload command takes: its script travels in one argv word (stdin carries the files),
 # Linux takes at most 128 KiB in one, and the script names each path about six times.
 _FILES_PER_COMMAND = 32
-
-
-@dataclass(frozen=True)
-class PackedFile:
-    """Compressed forms of the file, sent instead of it and unpacked on the node as they arrive.
-
-    keadm compresses about 3.3:1, so either sends a third of the bytes or less. A node with
-    zstd gets the zstd frame, which it unpacks about 5x faster than gzip; any other node gets
-    the verified release tar.gz. Both carry a checksum of what they unpack to (zstd's content
-    checksum, gzip's CRC), so a stream damaged on the way fails on the node.
-    """
-
-    tarball: Path
-    member: str  # the file's member name exactly as stored in the tarball
-    zstd_frame: Path | None = None
-
-    def sent_for(self, node_has_zstd: bool) -> Path:
-        """Which form goes to a node."""
-        return self.zstd_frame if node_has_zstd and self.zstd_frame else self.tarball
-
-    def unpacker(self, sent: Path) -> tuple[str, ...]:
-        """The argv of the node's filter from the sent form to the file."""
-        if sent == self.zstd_frame:
-            return ("zstd", "-dcq")
-        return ("tar", "-xzOf", "-", "--", self.member)
-
-
-@dataclass(frozen=True)
-class FileToSend:
-    local: Path
-    remote: str
-    mode: int = KEADM_MODE
-    sha256: str | None = None  # known digest (a verified package) saves hashing it again
-    packed: PackedFile | None = None
-
-    def __post_init__(self) -> None:
-        # Refused here, before anything is sent (see shell.upload_name_problem).
-        problem = shell.upload_name_problem(posixpath.basename(self.remote))
-        if problem is not None:
-            raise shell.UnsendableWord(f"cannot upload to {self.remote!r}: the name {problem}")
-        shell.words(self.remote)
-
-
-@functools.cache
-def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
-    # size and mtime are part of the key so an edited file is hashed again.
-    return file_digest(path, "sha256")
-
-
-def local_sha256(path: Path) -> str:
-    """sha256 of a local file, computed once per run for every node that receives it."""
-    info = path.stat()
-    return _cached_sha256(path.resolve(), info.st_size, info.st_mtime_ns)
 
 
 def staging_owner(ssh: KenornirSSH) -> str:
@@ -116,16 +63,18 @@ def stage_dir(task: Task, path: str = STAGING_DIR, verdict: str | None = None) -
 
 @dataclass(frozen=True)
 class RemoteState:
-    """What the node already holds (see shell.note_line), and whether it has a working zstd."""
+    """What the node already holds (see shell.note_line), whether it has a working zstd, and
+    whether its `head -c` takes exactly that many bytes off a pipe (the stream relies on it)."""
 
     unchanged: frozenset[FileVersion]
     has_zstd: bool
+    exact_head: bool
 
 
 def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) -> RemoteState:
     """What shell.remote_state printed: a probe may ask about several versions of one path
     (keadm for each arch)."""
-    decoder, *rest = lines
+    userland, *rest = lines
     end = rest.index(shell.NOTES_END)
     notes: dict[str, str] = {}
     for line in rest[:end]:
@@ -140,11 +89,8 @@ def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) ->
         if v.remote in identities
         and notes.get(v.remote) == shell.note_line(v.sha256, identities[v.remote], v.mode)
     }
-    return RemoteState(frozenset(unchanged), decoder == "zstd")
-
-
-def file_versions(files: Sequence[FileToSend]) -> list[FileVersion]:
-    return [FileVersion(f.remote, f.sha256 or local_sha256(f.local), f.mode) for f in files]
+    decoder, _, head = userland.partition(" ")
+    return RemoteState(frozenset(unchanged), decoder == "zstd", head == shell.EXACT_HEAD)
 
 
 @dataclass(frozen=True)
@@ -249,13 +195,20 @@ def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
 
 
 def upload_files(
-    task: Task, files: Sequence[FileToSend], remote_state: RemoteState | None = None
+    task: Task,
+    files: Sequence[FileToSend],
+    remote_state: RemoteState | None = None,
+    transfer: TransferMode | None = None,
 ) -> Result:
-    """Upload files, skipping those the node already has with the same content and mode.
+    """Upload files into staging dirs, skipping those the node already has with the same
+    content and mode.
 
     Args:
         remote_state: what a probe already learned of the node (facts.probe_node); asked
             here otherwise.
+        transfer: "stream" (every file in one command, packed files unpacked as they arrive),
+            "sftp" (file by file, resumable), or "auto": the stream where the node's `head -c`
+            cuts a pipe exactly, else SFTP. Default: the run's choice (--transfer), else auto.
     Returns:
         Result with `result` the list of remote paths written; changed when any.
     """
@@ -269,21 +222,47 @@ def upload_files(
         remote_state = parse_remote_state(
             versions, ssh.run(script, as_root=False).stdout.splitlines()
         )
-    outgoing = []
+    pending = []
     for item, version in zip(files, versions, strict=True):
         if version in remote_state.unchanged:
             log.info("unchanged: %s", item.remote)
-            continue
-        source = item.packed.sent_for(remote_state.has_zstd) if item.packed else item.local
-        outgoing.append(_Outgoing(item, version.sha256, source, source.stat().st_size))
+        else:
+            pending.append((item, version.sha256))
+    path = transfer_path(transfer or run_options(task.nornir.config).get("transfer"), remote_state)
+    if path == "sftp":
+        for item, sha256 in pending:
+            send = FileToSend(item.local, item.remote, item.mode, sha256)
+            send_file(ssh, send, log, as_root=True, make_dirs=False, staged=True)
+    else:
+        _stream(ssh, log, pending, remote_state.has_zstd)
+    changed = [item.remote for item, _ in pending]
+    return Result(host=task.host, result=changed, changed=bool(changed))
+
+
+def transfer_path(choice: TransferMode | None, remote_state: RemoteState) -> TransferMode:
+    """The path files take to this node: the choice, or for auto (the default) the stream
+    unless the node's `head -c` over-reads a pipe (BusyBox), which would mix files up."""
+    if choice in ("stream", "sftp"):
+        return choice
+    return "stream" if remote_state.exact_head else "sftp"
+
+
+def _stream(
+    ssh: KenornirSSH,
+    log: logging.Logger,
+    pending: Sequence[tuple[FileToSend, str]],
+    has_zstd: bool,
+) -> None:
+    outgoing = []
+    for item, sha256 in pending:
+        source = item.packed.sent_for(has_zstd) if item.packed else item.local
+        outgoing.append(_Outgoing(item, sha256, source, source.stat().st_size))
     ordered = _sending_order(outgoing)
     for first in range(0, len(ordered), _FILES_PER_COMMAND):
         _send(ssh, ordered[first : first + _FILES_PER_COMMAND])
     for out in outgoing:
         how = f", packed: {out.source.name} unpacked on the node" if out.item.packed else ""
         log.info("uploaded: %s (%d bytes sent%s)", out.item.remote, out.size, how)
-    changed = [out.item.remote for out in outgoing]
-    return Result(host=task.host, result=changed, changed=bool(changed))
 
 
 def upload(task: Task, local: Path, remote: str, mode: int = KEADM_MODE) -> Result:
