@@ -19,11 +19,10 @@ from nornir.core import Nornir
 from nornir.core.task import AggregatedResult
 
 from kenornir.config import BatchConfig, TransferMode, load_config
+from kenornir.exit_codes import EXIT_OK, EXIT_PREPARE_FAILED
 from kenornir.outcome import NodeOutcome, Status
 from kenornir.packages import KeadmPackage, PackageError, prepare_packages
 from kenornir.report import (
-    EXIT_OK,
-    EXIT_PREPARE_FAILED,
     RUN_LOG_FILE,
     RunRecorder,
     Terminal,

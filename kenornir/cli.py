@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from kenornir import __version__
+from kenornir.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREPARE_FAILED, EXIT_USAGE
 
 # Heavy modules (yaml, jinja2, nornir, paramiko) are imported inside the subcommands, so that
 # `kenornir --help` and `--version` stay instant.
+
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -23,10 +25,6 @@ if TYPE_CHECKING:
 
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
-EXIT_OK = 0
-EXIT_USAGE = 2  # usage errors and invalid configs
-EXIT_PREPARE_FAILED = 3
-EXIT_INTERRUPTED = 130
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -17,16 +17,11 @@ from typing import Any, TextIO
 from nornir.core.inventory import Host
 from nornir.core.task import AggregatedResult, MultiResult, Task
 
+from kenornir.exit_codes import EXIT_INTERRUPTED, EXIT_NODES_FAILED, EXIT_OK
 from kenornir.nodelog import NODE_LOGGER_PREFIX, node_logger
 from kenornir.outcome import NodeOutcome, Stage, Status
 from kenornir.secret import host_secrets
 from kenornir.template import mask_record, mask_secrets
-
-EXIT_OK = 0
-EXIT_NODES_FAILED = 1
-EXIT_USAGE = 2
-EXIT_PREPARE_FAILED = 3
-EXIT_INTERRUPTED = 130
 
 RUNS_ROOT = Path("kenornir-runs")
 LATEST_LINK = "latest"
