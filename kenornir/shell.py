@@ -14,6 +14,8 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from kenornir.notes import EXACT_HEAD, NOTE_SUFFIX, NOTES_END, FileVersion, note_path
+
 # The first stdout line of every command carries the remote process group id after a mark
 # (this, a nonce and "="), so an interrupted or timed-out command can be killed on the node,
 # not just abandoned.
@@ -26,13 +28,8 @@ MISMATCH_EXIT = 196
 # How the node functions begin the stderr lines that say why they refused.
 OWN_COMPLAINT = "kenornir: "
 PART_SUFFIX = ".kenornir-part"
-NOTE_SUFFIX = ".kenornir"
 # Separates the answers of a probe's questions in its output.
 SECTION_MARK = "__kenornir_section__"
-# What the userland line of remote_state says of a node whose `head -c` is exact.
-EXACT_HEAD = "exact-head"
-# Ends the notes in the held-files listing; the files' identities follow.
-NOTES_END = "__kenornir_notes_end__"
 
 # Functions every script starts with. Each says in a comment what it takes; none ever puts an
 # argument anywhere but inside double quotes, as a `case` subject or as a printf argument (never
@@ -348,31 +345,6 @@ def free_space(directory: str) -> str:
 
 
 # --- files ----------------------------------------------------------------------------------
-
-
-def note_path(remote: str) -> str:
-    """Where kenornir notes what it wrote to `remote`: `<sha256> <identity> <mode>`."""
-    return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}{NOTE_SUFFIX}")
-
-
-def note_line(sha256: str, identity: str, mode: int) -> str:
-    """What a note says of its file (kn_install writes it): the content's sha256, the file's
-    identity (kn_identity) and mode.
-
-    While a file's note still matches it, the file holds that content: writing to the file,
-    chmod or replacing it changes its identity (the ctime at least, which no user can set back).
-    So nothing needs hashing to know it.
-    """
-    return f"{sha256} {identity} {mode:o}"
-
-
-@dataclass(frozen=True)
-class FileVersion:
-    """A file as the node should hold it: where, with which content and mode."""
-
-    remote: str
-    sha256: str
-    mode: int
 
 
 def _held_files(paths: Sequence[str]) -> str:

@@ -14,9 +14,9 @@ from kenornir import shell
 from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandInterrupted, CommandResult, StreamName, node_ssh
 from kenornir.nodelog import node_logger
+from kenornir.notes import FileVersion
 from kenornir.outcome import StageFailed
 from kenornir.secret import host_secrets, reveal
-from kenornir.shell import FileVersion
 from kenornir.tasks.files import KEADM_MODE
 from kenornir.template import mask_secrets
 

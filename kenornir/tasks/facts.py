@@ -11,9 +11,9 @@ from nornir.core.task import Result, Task
 from kenornir import shell
 from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandResult, node_ssh
+from kenornir.notes import FileVersion, RemoteState, parse_remote_state
 from kenornir.outcome import StageFailed
-from kenornir.shell import FileVersion
-from kenornir.tasks.transfer import RemoteState, parse_remote_state, staging_owner
+from kenornir.tasks.transfer import staging_owner
 
 # `uname -m` values, mapped as upstream keadm batch does.
 UNAME_TO_ARCH = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kenornir import shell
 from kenornir.checksum import file_digest
-from kenornir.shell import FileVersion
+from kenornir.notes import FileVersion
 
 KEADM_MODE = 0o755  # and of every copyFrom file, as upstream uploads them
 

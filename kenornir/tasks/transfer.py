@@ -18,8 +18,8 @@ from kenornir import shell
 from kenornir.config import STAGING_DIR, TransferMode
 from kenornir.connection import KenornirSSH, node_ssh, run_options
 from kenornir.nodelog import node_logger
+from kenornir.notes import FileVersion, RemoteState, parse_remote_state
 from kenornir.outcome import StageFailed
-from kenornir.shell import FileVersion
 from kenornir.tasks.files import KEADM_MODE, FileToSend, file_versions
 from kenornir.tasks.sftp import send_file
 
@@ -59,38 +59,6 @@ def stage_dir(task: Task, path: str = STAGING_DIR, verdict: str | None = None) -
         complaint = output.stderr.strip().splitlines()[-1:] or [f"exit {output.exit_status}"]
         raise StageFailed(f"cannot create {path}: {complaint[0]}")
     return Result(host=task.host, result=path, changed=True)
-
-
-@dataclass(frozen=True)
-class RemoteState:
-    """What the node already holds (see shell.note_line), whether it has a working zstd, and
-    whether its `head -c` takes exactly that many bytes off a pipe (the stream relies on it)."""
-
-    unchanged: frozenset[FileVersion]
-    has_zstd: bool
-    exact_head: bool
-
-
-def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) -> RemoteState:
-    """What shell.remote_state printed: a probe may ask about several versions of one path
-    (keadm for each arch)."""
-    userland, *rest = lines
-    end = rest.index(shell.NOTES_END)
-    notes: dict[str, str] = {}
-    for line in rest[:end]:
-        for version in versions:
-            prefix = shell.note_path(version.remote) + ":"
-            if line.startswith(prefix):
-                notes.setdefault(version.remote, line[len(prefix) :])
-    identities = dict(line.rpartition("|")[::2] for line in rest[end + 1 :])
-    unchanged = {
-        v
-        for v in versions
-        if v.remote in identities
-        and notes.get(v.remote) == shell.note_line(v.sha256, identities[v.remote], v.mode)
-    }
-    decoder, _, head = userland.partition(" ")
-    return RemoteState(frozenset(unchanged), decoder == "zstd", head == shell.EXACT_HEAD)
 
 
 @dataclass(frozen=True)

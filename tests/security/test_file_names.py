@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from kenornir import shell
 from kenornir.config import ConfigError, load_config
-from kenornir.shell import FileVersion, Incoming
+from kenornir.notes import FileVersion, note_path
+from kenornir.shell import Incoming
 from tests.faults.conftest import STAGING, FaultLab
 
 SHELLS = ("dash", "bash")
@@ -92,7 +93,7 @@ def test_hostile_names_arrive_byte_exact_and_run_nothing(
     for (name, content), version in zip(items, versions, strict=True):
         assert (staging / name).read_bytes() == content
         assert (staging / name).stat().st_mode & 0o777 == 0o755
-        note = Path(shell.note_path(version.remote)).read_text()
+        note = Path(note_path(version.remote)).read_text()
         assert note.split()[0] == version.sha256
     expected = {f"stage/keadm/{n}" for n, _ in items} | {
         f"stage/keadm/.{n}.kenornir" for n, _ in items
@@ -184,7 +185,7 @@ def test_a_file_without_its_note_is_hashed_whatever_its_name_with_or_without_ope
     assert run_script(sh, shell.make_staging(str(staging)), cwd).returncode == 0
     name = "back\\slash $x.sh"
     (version,) = upload(sh, staging, [(name, b"echo hashed\n")], cwd)
-    Path(shell.note_path(version.remote)).unlink()
+    Path(note_path(version.remote)).unlink()
     line = shell.guarded(shell.hook_line(name, str(staging)), [version])
 
     for path in (os.environ["PATH"], str(without_openssl)):
