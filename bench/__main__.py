@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, TOOLS_VENV
+from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, KENORNIR_SFTP, TOOLS_VENV
 from bench.hotspots import cpu_by_command, profile_kenornir
 from bench.job import write_job
 from bench.report import link_check_lines, machine_line, render_table, summarize, targets
@@ -83,7 +83,7 @@ def _bench(args: argparse.Namespace) -> int:
         job = write_job(work_dir / "job", lab.client_nodes, lab.key_path, packages, args.workers)
         with WireCounters(f"kenornir_bench_{os.getpid()}", job.nodes) as wire:
             runner = Runner(lab, job, wire, work_dir / "runs")
-            if KENORNIR in contenders:
+            if {KENORNIR, KENORNIR_SFTP} & set(contenders):
                 runner.prepare_kenornir()
             measurements = runner.rounds(contenders, args.rounds, args.second_run)
             profile = profile_kenornir(runner, args.scenario, work_dir) if args.profile else None

@@ -14,9 +14,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 TOOLS_VENV = BENCH_DIR / ".venv-ansible"
 KENORNIR = "kenornir"
 KENORNIR_SECOND_RUN = "kenornir (2nd run)"
+# kenornir with --transfer sftp: the path it takes on nodes whose userland cannot stream (BusyBox).
+KENORNIR_SFTP = "kenornir-sftp"
 OPENSSH = "openssh"
 ANSIBLE = "ansible"
-CONTENDERS = (KENORNIR, OPENSSH, ANSIBLE)
+CONTENDERS = (KENORNIR, KENORNIR_SFTP, OPENSSH, ANSIBLE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ def kenornir(job: Job, paths: RunPaths) -> Command:
             "--no-progress",
         ]
     )
+
+
+def kenornir_sftp(job: Job, paths: RunPaths) -> Command:
+    command = kenornir(job, paths)
+    return Command([*command.argv, "--transfer", "sftp"], command.env)
 
 
 def kenornir_prepare(job: Job, cache_dir: Path) -> Command:
@@ -91,6 +98,7 @@ def ansible(job: Job, paths: RunPaths) -> Command:
 COMMANDS: Mapping[str, Callable[[Job, RunPaths], Command]] = {
     KENORNIR: kenornir,
     KENORNIR_SECOND_RUN: kenornir,
+    KENORNIR_SFTP: kenornir_sftp,
     OPENSSH: openssh,
     ANSIBLE: ansible,
 }
