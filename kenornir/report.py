@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from nornir.core.inventory import Host
 from nornir.core.task import AggregatedResult, MultiResult, Task
 
+from kenornir.address import host_port
 from kenornir.exit_codes import EXIT_INTERRUPTED, EXIT_NODES_FAILED, EXIT_OK
 from kenornir.nodelog import NODE_LOGGER_PREFIX, node_logger
 from kenornir.outcome import NodeOutcome, Stage, Status
@@ -266,7 +267,7 @@ def outcome_of(host: Host, result: MultiResult) -> NodeOutcome:
         reason = str(errors[-1]) if errors else "task failed"
     return NodeOutcome(
         node=host.name,
-        address=f"{host.hostname}:{host.port or 22}",
+        address=host_port(host.hostname or "", host.port),
         status=Status.FAILED if failed else Status.OK,
         reason=reason,
         changed=["(changed)"] if result.changed else [],

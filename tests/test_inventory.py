@@ -10,6 +10,7 @@ from nornir.core import Nornir
 from nornir.core.filter import F
 
 from kenornir.config import ConfigError, load_config
+from kenornir.address import host_port
 from kenornir.inventory import CONNECTION_PLUGIN, KeadmBatchInventory
 from kenornir.secret import host_secrets, reveal
 
@@ -152,3 +153,9 @@ def test_exactly_one_source_is_required(config_file: Path) -> None:
 def test_nornir_writes_no_log_file(nr: Nornir, config_file: Path) -> None:
     assert nr.inventory.hosts
     assert not (config_file.parent / "nornir.log").exists()
+
+
+def test_addresses_are_written_one_way_ipv6_bracketed() -> None:
+    assert host_port("127.0.0.1", 2201) == "127.0.0.1:2201"
+    assert host_port("fd00::1", None) == "[fd00::1]:22"
+    assert host_port("edge-1.example", 22) == "edge-1.example:22"

@@ -12,6 +12,7 @@ import paramiko
 from nornir.core.exceptions import NornirSubTaskError
 from nornir.core.task import Result, Task
 
+from kenornir.address import host_port
 from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandInterrupted, ConnectError, run_options
 from kenornir.nodelog import node_logger
@@ -72,7 +73,7 @@ def join_node(task: Task, packages: Mapping[str, PreparedBinary] | None = None) 
         Result whose `result` is the node's NodeOutcome; failed unless the node is ok or skipped.
     """
     host = task.host
-    outcome = NodeOutcome(node=host.name, address=f"{host.hostname}:{host.port or 22}")
+    outcome = NodeOutcome(node=host.name, address=host_port(host.hostname or "", host.port))
     if _stop_requested(task):
         outcome.reason = "run interrupted before this node started"
         return Result(host=host, result=outcome, failed=False)
