@@ -201,6 +201,12 @@ def upload_files(
         for item, sha256 in pending:
             send = FileToSend(item.local, item.remote, item.mode, sha256)
             send_file(ssh, send, log, as_root=True, make_dirs=False, staged=True)
+    elif len(pending) > 1 and not remote_state.exact_head:
+        # Every file but the last would take bytes of the next one: never install those.
+        raise StageFailed(
+            "the node's `head -c` reads past what it is asked for (BusyBox?), so one stream "
+            "cannot carry several files to it: use --transfer auto or sftp"
+        )
     else:
         _stream(ssh, log, pending, remote_state.has_zstd)
     changed = [item.remote for item, _ in pending]
