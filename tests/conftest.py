@@ -68,12 +68,17 @@ def make_lab(tmp_path: Path) -> Iterator[LabFactory]:
     with ExitStack() as cleanup:
 
         def make(
-            nodes: int = 1, arch_mix: bool = False, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
+            nodes: int = 1,
+            arch_mix: bool = False,
+            tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
+            busybox_nodes: int = 0,
         ) -> Lab:
             subnet = cleanup.enter_context(leased_subnet())
             small_lab = Lab(tmp_path / f"lab-{subnet}", subnet)
             cleanup.callback(small_lab.down)
-            small_lab.up(nodes, arch_mix=arch_mix, tmp_size_mb=tmp_size_mb)
+            small_lab.up(
+                nodes, arch_mix=arch_mix, tmp_size_mb=tmp_size_mb, busybox_nodes=busybox_nodes
+            )
             return small_lab
 
         yield make

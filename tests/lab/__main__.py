@@ -43,7 +43,11 @@ def _up(args: argparse.Namespace) -> int:
         )
         edge_link = EdgeLink(args.link_rate_mbit, args.link_rtt_ms) if args.edge_link else None
         lab.up(
-            args.nodes, arch_mix=args.arch_mix, tmp_size_mb=args.tmp_size_mb, edge_link=edge_link
+            args.nodes,
+            arch_mix=args.arch_mix,
+            tmp_size_mb=args.tmp_size_mb,
+            edge_link=edge_link,
+            busybox_nodes=args.busybox,
         )
         packages.result()
     nodes = lab.client_nodes
@@ -107,10 +111,10 @@ def _packages(args: argparse.Namespace) -> int:
 
 
 def _print_nodes(nodes: Sequence[LabNode], states: Sequence[str] | None = None) -> None:
-    header = f"{'NODE':10} {'ADDRESS':16} {'ARCH':8}"
+    header = f"{'NODE':10} {'ADDRESS':16} {'ARCH':8} {'TOOLS':9}"
     print(header + (" STATE" if states is not None else ""))
     for index, node in enumerate(nodes):
-        line = f"{node.name:10} {f'{node.address}:{node.port}':16} {node.arch:8}"
+        line = f"{node.name:10} {f'{node.address}:{node.port}':16} {node.arch:8} {node.flavour:9}"
         print(line + (f" {states[index]}" if states is not None else ""))
 
 
@@ -129,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", parents=[common], help="start the lab nodes")
     up.add_argument("--nodes", type=int, default=5, help="how many nodes (default 5, max 999)")
     up.add_argument("--arch-mix", action="store_true", help="cycle x86_64, aarch64, armv7l")
+    up.add_argument(
+        "--busybox", type=int, default=0, metavar="K", help="the last K nodes run BusyBox tools"
+    )
     up.add_argument("--subnet", default=DEFAULT_SUBNET, help="127.X.Y (default %(default)s)")
     up.add_argument("--tmp-size-mb", type=int, default=DEFAULT_TMP_SIZE_MB, help="node /tmp")
     up.add_argument(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 SSHD = Path("/usr/sbin/sshd")
 # Mount points the nodes cover with their own tmpfs; sshd refuses to start without /run/sshd.
-_MOUNT_POINTS = (Path("/var/lib/kubeedge"), Path("/run/sshd"))
+# Each node mounts a tmpfs of its own on these; on the host they stay empty dirs.
+_MOUNT_POINTS = (Path("/var/lib/kubeedge"), Path("/etc/kubeedge"), Path("/run/sshd"))
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from tests.lab import node as nodes_
 from tests.lab.accounts import EDGE_USER, SUDO_LOG, SUDO_PASSWORD_USER, LabAccounts
 from tests.lab.host import prepare_host
 from tests.lab.inventory import write_lab_inventory
-from tests.lab.node import ARCH_CYCLE, SSH_PORT, LabNode
+from tests.lab.node import ARCH_CYCLE, SSH_PORT, Flavour, LabNode
 from tests.lab.records import JOIN_LOG, JoinRecord, parse_join_records
 from tests.lab.relay import (
     RELAY_PORT,
@@ -201,10 +202,12 @@ class Lab:
         arch_mix: bool = False,
         tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
         edge_link: EdgeLink | None = None,
+        busybox_nodes: int = 0,
     ) -> list[LabNode]:
         """Start `nodes` nodes (a lab already running in this state dir is stopped first).
 
         Returns once every node's sshd answers. arch_mix cycles x86_64, aarch64, armv7l.
+        The last busybox_nodes nodes have BusyBox's head, stat and tar (node.Flavour).
         edge_link puts every node behind its own simulated link (the relay, see relay.py).
 
         Raises:
@@ -216,7 +219,8 @@ class Lab:
         self._prepare_shared_files()
         for index in range(nodes):
             arch = ARCH_CYCLE[index % len(ARCH_CYCLE)] if arch_mix else ARCH_CYCLE[0]
-            self._add_record(index, arch, tmp_size_mb)
+            flavour: Flavour = "busybox" if index >= nodes - busybox_nodes else "coreutils"
+            self._add_record(index, arch, tmp_size_mb, flavour)
         try:
             self._start(list(self._records))
             self.edge_link = edge_link
@@ -257,14 +261,19 @@ class Lab:
 
     # Single-node operations, for fault tests.
 
-    def add_node(self, arch: str = ARCH_CYCLE[0], tmp_size_mb: int | None = None) -> LabNode:
+    def add_node(
+        self,
+        arch: str = ARCH_CYCLE[0],
+        tmp_size_mb: int | None = None,
+        flavour: Flavour = "coreutils",
+    ) -> LabNode:
         """Start one more node (the next name and address), e.g. with a tiny /tmp."""
         if arch not in ARCH_CYCLE:
             raise ValueError(f"arch must be one of {ARCH_CYCLE}, not {arch!r}")
         if not self._records:
             self._prepare_shared_files()
         index = max((int(name.split("-")[1]) for name in self._records), default=0)
-        node = self._add_record(index, arch, tmp_size_mb or DEFAULT_TMP_SIZE_MB)
+        node = self._add_record(index, arch, tmp_size_mb or DEFAULT_TMP_SIZE_MB, flavour)
         try:
             self._start([node.name])
             if self.edge_link is not None:  # the relay learns its routes when it starts
@@ -289,6 +298,21 @@ class Lab:
             nodes_.terminate([record.sshd_pid], self._children)
         record.sshd_pid = None
         self._save()
+
+    def cut_sessions(self, name: str) -> int:
+        """Kill the node's SSH sessions (each connection's sshd processes and what they run),
+        not its listener: connections to it drop as on a cut link; new ones are still taken.
+        Returns how many processes were killed."""
+        listener = self._record(name).sshd_pid
+        sessions = [
+            pid
+            for pid, command in self.processes(name).items()
+            if pid != listener and command.startswith("sshd: ")
+        ]
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(sessions)
 
     def start_sshd(self, name: str) -> None:
         """Start the node's sshd again (after stop_sshd or rotate_host_key) and wait for it."""
@@ -336,12 +360,11 @@ class Lab:
         """The host's mount points, the lab logins and the uname wrappers every node uses."""
         prepare_host()
         self.accounts.prepare()
-        nodes_.write_uname_wrappers(self.state_dir)
+        nodes_.write_wrappers(self.state_dir)
 
-    def _add_record(self, index: int, arch: str, tmp_size_mb: int) -> LabNode:
-        node = LabNode(
-            nodes_.node_name(index), node_address(self.subnet, index), SSH_PORT, arch, tmp_size_mb
-        )
+    def _add_record(self, index: int, arch: str, tmp_size_mb: int, flavour: Flavour) -> LabNode:
+        address = node_address(self.subnet, index)
+        node = LabNode(nodes_.node_name(index), address, SSH_PORT, arch, tmp_size_mb, flavour)
         self._records[node.name] = _NodeProcesses(node)
         return node
 
@@ -491,5 +514,9 @@ class LabFactory(Protocol):
     """The `make_lab` fixture: starts a small lab of its own (own state dir and subnet)."""
 
     def __call__(
-        self, nodes: int = 1, arch_mix: bool = False, tmp_size_mb: int = DEFAULT_TMP_SIZE_MB
+        self,
+        nodes: int = 1,
+        arch_mix: bool = False,
+        tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
+        busybox_nodes: int = 0,
     ) -> Lab: ...

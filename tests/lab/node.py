@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tests.lab.accounts import write_ed25519_key
 from tests.lab.host import SSHD
@@ -25,19 +26,26 @@ HOME_TMPFS_MB = 16
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 
 _UNAME_WRAPPER = Path(__file__).with_name("uname_wrapper.sh")
+# A busybox node's userland: Debian's busybox in place of these coreutils/tar programs, as on
+# an embedded edge device (its `head -c` reads ahead through stdio).
+Flavour = Literal["coreutils", "busybox"]
+BUSYBOX = Path("/usr/bin/busybox")
+BUSYBOX_TOOLS = ("head", "stat", "tar")
 HOLDER_TAG = "kenornir-lab-holder"
 _SLEEP = Path("/usr/bin/sleep")
 
 # Runs as root in a fresh private mount namespace (unshare) and keeps it alive afterwards as a
 # tagged `sleep infinity`; sshd and Lab.exec enter it with nsenter. Arguments:
 # $1 state dir, $2 node dir, $3 uname -m answer, $4 /tmp size in MiB, $5 /var/lib/kubeedge
-# size in MiB, $6 /home and /root size in MiB.
+# (and /etc/kubeedge) size in MiB, $6 /home and /root size in MiB, $7 flavour (BUSYBOX_TOOLS
+# are BusyBox's on a busybox node).
 _HOLDER_SCRIPT = r"""
 set -eu
-state=$1 node_dir=$2 machine=$3 tmp_mb=$4 kubeedge_mb=$5 home_mb=$6
+state=$1 node_dir=$2 machine=$3 tmp_mb=$4 kubeedge_mb=$5 home_mb=$6 flavour=$7
 exec 3<"$state"
 mount -t tmpfs -o "size=${tmp_mb}m,mode=1777" kenornir-lab-tmp /tmp
 mount -t tmpfs -o "size=${kubeedge_mb}m,mode=0755" kenornir-lab-kubeedge /var/lib/kubeedge
+mount -t tmpfs -o "size=${kubeedge_mb}m,mode=0755" kenornir-lab-etc-kubeedge /etc/kubeedge
 mount -t tmpfs -o "size=${home_mb}m,mode=0755" kenornir-lab-home /home
 mount -t tmpfs -o "size=${home_mb}m,mode=0700" kenornir-lab-root /root
 # A state dir under /tmp, /home or /root is now hidden: bind it back from the fd opened before.
@@ -52,9 +60,14 @@ for name in passwd group shadow sudoers.d; do
     mount --bind "$state/etc/$name" "/etc/$name"
 done
 mount --bind "$state/bin/uname-$machine" /usr/bin/uname
+if [ "$flavour" = busybox ]; then
+    for tool in @BUSYBOX_TOOLS@; do
+        mount --bind "$state/bin/busybox-$tool" "/usr/bin/$tool"
+    done
+fi
 echo ready
 exec -a "kenornir-lab-holder:$node_dir" sleep infinity >/dev/null
-"""
+""".replace("@BUSYBOX_TOOLS@", " ".join(BUSYBOX_TOOLS))
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class LabNode:
     port: int
     arch: str
     tmp_size_mb: int
+    flavour: Flavour = "coreutils"
 
     @property
     def goarch(self) -> str:
@@ -78,8 +92,9 @@ def node_name(index: int) -> str:
     return f"node-{index + 1:03d}"
 
 
-def write_uname_wrappers(state_dir: Path) -> None:
-    """state/bin/uname-<arch> per arch personality, calling a copy of the real uname."""
+def write_wrappers(state_dir: Path) -> None:
+    """state/bin/uname-<arch> per arch personality, calling a copy of the real uname, and
+    state/bin/busybox-<tool>: BusyBox's applet, which busybox picks by the name it is run as."""
     bin_dir = state_dir / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     real_uname = bin_dir / "uname.real"
@@ -89,6 +104,10 @@ def write_uname_wrappers(state_dir: Path) -> None:
     for machine in ARCH_CYCLE:
         wrapper = bin_dir / f"uname-{machine}"
         wrapper.write_text(template.replace("@MACHINE@", machine))
+        wrapper.chmod(0o755)
+    for tool in BUSYBOX_TOOLS:
+        wrapper = bin_dir / f"busybox-{tool}"
+        wrapper.write_text(f'#!/bin/sh\nexec {BUSYBOX} {tool} "$@"\n')
         wrapper.chmod(0o755)
 
 
@@ -161,7 +180,7 @@ def start_holder(state_dir: Path, node_dir: Path, node: LabNode) -> subprocess.P
                 *("unshare", "--mount", "--propagation", "private", "--"),
                 *("/bin/bash", "-c", _HOLDER_SCRIPT, HOLDER_TAG),
                 *(str(state_dir), str(node_dir), node.arch, str(node.tmp_size_mb)),
-                *(str(KUBEEDGE_TMPFS_MB), str(HOME_TMPFS_MB)),
+                *(str(KUBEEDGE_TMPFS_MB), str(HOME_TMPFS_MB), node.flavour),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
