@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import io
 import logging
@@ -20,7 +21,7 @@ from nornir.core.configuration import Config
 from nornir.core.task import Task
 
 from kenornir import shell
-from kenornir.hostkeys import HostKeyPolicyName, KnownHostsPolicy
+from kenornir.hostkeys import HOST_KEY_POLICIES, HostKeyPolicyName, KnownHostsPolicy
 from kenornir.secret import reveal
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,64 @@ class SSHSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SSHSettings:
+        """The settings values names (others ignored; None: the default).
+
+        Raises:
+            ValueError: a value of the wrong kind; the message names the key.
+        """
         names = {f.name for f in fields(cls)}
         chosen = {k: v for k, v in values.items() if k in names and v is not None}
+        for key in ("connect_timeout", "command_timeout", "keepalive_seconds"):
+            if key in chosen:
+                chosen[key] = _positive_number(key, chosen[key])
+        if "keepalive_seconds" in chosen:
+            chosen["keepalive_seconds"] = int(chosen["keepalive_seconds"])
+        policy = chosen.get("host_key_policy", cls.host_key_policy)
+        if policy not in HOST_KEY_POLICIES:
+            raise ValueError(
+                f"host_key_policy: {policy!r} is not one of {', '.join(HOST_KEY_POLICIES)}"
+            )
         if "known_hosts" in chosen:
             chosen["known_hosts"] = Path(chosen["known_hosts"]).expanduser()
         return replace(cls(), **chosen)
+
+
+def _positive_number(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0.0
+    if isinstance(value, bool) or not number > 0:
+        raise ValueError(f"{key}: {value!r} is not a positive number of seconds")
+    return number
+
+
+# What a host's connection_options["kenornir_ssh"].extras may say (Nornir's place for a
+# connection plugin's own options); key_file is the name nornir_netmiko and nornir_scrapli use.
+EXTRAS_KEYS = (
+    "auth",
+    "private_key_path",
+    "key_file",
+    "passphrase",
+    "sudo",
+    *(f.name for f in fields(SSHSettings)),
+)
+AUTH_KINDS = ("password", "privateKey", "agent")
+
+
+def extras_problem(extras: Mapping[str, Any]) -> str | None:
+    """Why these extras cannot be used, in one line, or None: a misspelt key must never
+    silently mean "use the default"."""
+    for key in extras:
+        if key not in EXTRAS_KEYS:
+            close = difflib.get_close_matches(key, EXTRAS_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(EXTRAS_KEYS)
+            return f"unknown kenornir_ssh extras key {key!r}{hint}; known keys: {known}"
+    auth = extras.get("auth")
+    if auth is not None and auth not in AUTH_KINDS:
+        return f"kenornir_ssh extras auth: {auth!r} is not one of {', '.join(AUTH_KINDS)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -174,19 +228,28 @@ class KenornirSSH:
         configuration: Config | None = None,
     ) -> None:
         # Copies only: the inventory's dicts are shared by every worker thread.
-        host_extras = dict(extras or {})
+        host_extras = {k: v for k, v in (extras or {}).items() if v is not None}
         options = run_options(configuration)
-        self.settings = SSHSettings.from_mapping({**options.get("ssh", {}), **host_extras})
+        self.host = f"{hostname}:{port or 22}"
+        problem = extras_problem(host_extras)
+        try:
+            self.settings = SSHSettings.from_mapping({**options.get("ssh", {}), **host_extras})
+        except ValueError as exc:
+            problem = problem or f"kenornir_ssh extras {exc}"
+        if problem is not None:
+            raise ConnectError(f"{self.host}: {problem}", unreachable=False)
         self.stop_event = options.get("stop_event")
         self.sudo = bool(host_extras.get("sudo", False))
-        self.host = f"{hostname}:{port or 22}"
+        key_path = host_extras.get("private_key_path") or host_extras.get("key_file")
+        password = reveal(password)
+        default_auth = "privateKey" if key_path else "password" if password else "agent"
         login = Login(
             host=self.host,
             user=username or "",
-            auth=host_extras.get("auth", "agent"),
-            key_path=host_extras.get("private_key_path"),
+            auth=host_extras.get("auth", default_auth),
+            key_path=str(Path(key_path).expanduser()) if key_path else None,
         )
-        self.sudo_password = reveal(password) if login.auth == "password" else None
+        self.sudo_password = password if login.auth == "password" else None
         key = load_private_key(login, reveal(host_extras.get("passphrase")))
         host_keys = KnownHostsPolicy(
             self.settings.known_hosts, self.settings.host_key_policy, hostname or "", port or 22

@@ -87,10 +87,8 @@ def test_run_command_fails_with_the_exit_status_and_kills_what_times_out(
     result = next(iter(failed.values()))[0]
     assert result.failed and result.exit_status == 3
     assert (result.stdout, str(result.exception)) == ("out\n", "command failed (exit 3): why")
-    marker = "kenornir-test-sleeper-4711"
-    slow = root.run(
-        task=run_command, command=f"exec -a {marker} sleep 300", timeout=2, on_failed=True
-    )
+    marker = "sleep 300.4711"  # a command line no other process has
+    slow = root.run(task=run_command, command=marker, timeout=2, on_failed=True)
     result = next(iter(slow.values()))[0]
     assert result.failed
     assert str(result.exception) == "command did not finish within 2s and was killed"
@@ -186,7 +184,7 @@ def test_inventory_dict_is_plain_json_without_secrets(
     nr = kenornir.init_nornir(config)
     dumped = json.dumps(nr.inventory.dict())
     assert LAB_TOKEN not in dumped and lab.password not in dumped
-    assert "--token=********" in dumped
+    assert "--token=***" in dumped
     host = nr.inventory.hosts[lab.nodes[0].name]
     assert lab.password not in repr(host.password) + str(host.data) + repr(host.connection_options)
 
@@ -202,3 +200,26 @@ def test_nornir_settings_give_init_nornir_max_run_num_workers(
     nr = InitNornir(**kenornir.nornir_settings(str(config)))
     assert nr.runner.num_workers == 3 == load_config(config).max_run_num
     assert sorted(nr.inventory.hosts) == sorted(node.name for node in lab.nodes[:3])
+
+
+def test_a_misspelt_extras_key_is_an_error_not_a_default(lab: Lab, tmp_path: Path) -> None:
+    hosts_file = hosts_yaml(lab, tmp_path, [(ROOT_NODE, "root")])
+    hosts = yaml.safe_load(hosts_file.read_text())
+    extras = next(iter(hosts.values()))["connection_options"]["kenornir_ssh"]["extras"]
+    extras["keyfile"] = extras.pop("key_file")
+    extras["connect_timeout"] = "soon"
+    hosts_file.write_text(yaml.safe_dump(hosts))
+    result = next(iter(simple_nornir(hosts_file).run(task=run_command, command="true").values()))
+    assert result.failed
+    node = lab.nodes[ROOT_NODE]
+    assert str(result[0].exception) == (
+        f"{node.address}:{node.port}: unknown kenornir_ssh extras key 'keyfile' (did you mean "
+        "'key_file'?); known keys: auth, private_key_path, key_file, passphrase, sudo, "
+        "connect_timeout, keepalive_seconds, host_key_policy, known_hosts, command_timeout"
+    )
+    del extras["keyfile"]
+    hosts_file.write_text(yaml.safe_dump(hosts))
+    result = next(iter(simple_nornir(hosts_file).run(task=run_command, command="true").values()))
+    assert str(result[0].exception).endswith(
+        "kenornir_ssh extras connect_timeout: 'soon' is not a positive number of seconds"
+    )

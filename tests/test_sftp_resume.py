@@ -86,6 +86,7 @@ def test_a_cut_upload_resumes_and_sends_less_than_60_percent_again(
     resumed_at = int(second.split("resumed at ")[1].split(":")[0])
     assert SIZE * 0.4 < resumed_at < SIZE
     assert second.startswith(f"{node.name}: try 2: sent {SIZE - resumed_at} of {SIZE} bytes")
+    print(f"cut at {sent_before_cut} bytes on the link; resumed at {resumed_at}; resent {resent}")
     assert resent < 0.6 * SIZE
     on_node = lab.exec(node.name, f"sha256sum {REMOTE}; ls -a /tmp").stdout
     assert on_node.split()[0] == hashlib.sha256(big.read_bytes()).hexdigest()
