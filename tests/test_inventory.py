@@ -9,8 +9,8 @@ from nornir import InitNornir
 from nornir.core import Nornir
 from nornir.core.filter import F
 
-from kenornir.config import ConfigError, load_config
 from kenornir.address import host_port
+from kenornir.config import ConfigError, load_config
 from kenornir.inventory import CONNECTION_PLUGIN, KeadmBatchInventory
 from kenornir.secret import host_secrets, reveal
 
