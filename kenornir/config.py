@@ -16,6 +16,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from kenornir.arch import KEADM_ARCHES, keadm_arch
 from kenornir.shell import keadm_line, upload_name_problem
 from kenornir.template import (
     MissingPlaceholders,
@@ -32,7 +33,7 @@ STAGING_DIR = "/tmp/kubeedge/keadm"
 DEFAULT_DOWNLOAD_BASE = "https://github.com/kubeedge/kubeedge/releases/download"
 DEFAULT_MAX_RUN_NUM = 5
 DEFAULT_SSH_PORT = 22
-ARCHES = ("amd64", "arm64", "arm")
+ARCHES = KEADM_ARCHES
 AUTH_TYPES = ("password", "privateKey")
 # How files reach nodes (--transfer): auto picks the stream where the node's userland allows.
 TransferMode = Literal["auto", "stream", "sftp"]
@@ -237,7 +238,6 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
 _VERSION = re.compile(r"v[0-9][0-9A-Za-z.+_-]*")
-_ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm"}
 
 # Where every known key lives; also answers "this key belongs elsewhere" for misindented keys.
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -464,8 +464,9 @@ class _Reader:
         value = self.text(node, path, what=what, required=required)
         if value is None or value in choices:
             return value
+        alias = keadm_arch(value)
         hint = _suggestion(value, choices) or (
-            f" (did you mean '{_ARCH_ALIASES[value]}'?)" if value in _ARCH_ALIASES else ""
+            f" (did you mean '{alias}'?)" if alias in choices else ""
         )
         self.fail(path, f"{value!r} is not one of {', '.join(choices)}{hint}")
         return None

@@ -9,32 +9,21 @@ from dataclasses import dataclass, replace
 from nornir.core.task import Result, Task
 
 from kenornir import shell
+from kenornir.arch import UNAME_TO_ARCH, keadm_arch
 from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandResult, node_ssh
 from kenornir.notes import FileVersion, RemoteState, parse_remote_state
 from kenornir.outcome import StageFailed
 from kenornir.tasks.transfer import staging_owner
 
-# `uname -m` values, mapped as upstream keadm batch does.
-UNAME_TO_ARCH = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "armv7l": "arm",
-    "armv6l": "arm",
-    "arm32": "arm",
-    "arm": "arm",
-}
-
 
 def map_arch(machine: str) -> str:
     """keadm's arch name for a `uname -m` value; StageFailed for one keadm does not ship."""
-    try:
-        return UNAME_TO_ARCH[machine]
-    except KeyError:
+    arch = keadm_arch(machine)
+    if arch is None:
         known = ", ".join(sorted(UNAME_TO_ARCH))
-        raise StageFailed(f"unsupported CPU arch '{machine}' (keadm ships for {known})") from None
+        raise StageFailed(f"unsupported CPU arch '{machine}' (keadm ships for {known})")
+    return arch
 
 
 def detect_arch(task: Task) -> Result:
