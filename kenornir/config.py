@@ -16,6 +16,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from kenornir.address import host_port
 from kenornir.arch import KEADM_ARCHES, keadm_arch
 from kenornir.shell import keadm_line, upload_name_problem
 from kenornir.template import (
@@ -71,8 +72,7 @@ class SSHConfig:
 
     @property
     def address(self) -> str:
-        host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"{host}:{self.port}"
+        return host_port(self.ip, self.port)
 
 
 @dataclass(frozen=True)
