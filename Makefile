@@ -19,13 +19,14 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The lab needs sshd and sudo, and zstd (what kenornir unpacks keadm with on nodes that have
-# it); install them only when missing and only as root.
+# The lab needs sshd and sudo, zstd (what kenornir unpacks keadm with on nodes that have it) and
+# busybox (the BusyBox node flavour); install them only when missing and only as root.
 deps:
-	@if [ ! -x /usr/sbin/sshd ] || ! command -v sudo >/dev/null || ! command -v zstd >/dev/null; then \
+	@if [ ! -x /usr/sbin/sshd ] || ! command -v sudo >/dev/null || ! command -v zstd >/dev/null \
+	  || [ ! -x /usr/bin/busybox ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo zstd >/dev/null; \
-	  else echo "lab needs openssh-server, sudo and zstd (run as root to install them)"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo zstd busybox >/dev/null; \
+	  else echo "lab needs openssh-server, sudo, zstd and busybox (run as root to install them)"; fi; \
 	fi
 
 test: setup deps
