@@ -164,24 +164,33 @@ kn_holds() {
     [ "$(stat -c '%s %a' -- "$1" 2>/dev/null)" = "$2 $3" ] || return 0
     [ "$(kn_sha256 <"$1")" != "$4" ] || echo same
 }
-# kn_adopt SOURCE FINAL MODE SHA256 NOTE: what arrived in SOURCE becomes FINAL with MODE once its
-# sha256 is SHA256; NOTE (empty: none) records it. SOURCE is FINAL's part file, or a part the
-# login user uploaded elsewhere (sudo nodes): that one is copied into a new file beside FINAL
-# first, and the copy is what is checked and installed, so nothing the login user does to
-# SOURCE afterwards counts. A mismatch removes what arrived and exits @MISMATCH_EXIT@.
+# kn_adopt SOURCE FINAL MODE SHA256 NOTE [FILTER...]: what arrived in SOURCE becomes FINAL with
+# MODE once its sha256 is SHA256; NOTE (empty: none) records it. SOURCE is FINAL's part file, or
+# else (a packed part, or one the login user uploaded elsewhere on sudo nodes) it is copied,
+# through FILTER (an unpacker) when given, into a new file beside FINAL first, and the copy is
+# what is checked and installed: nothing the login user does to SOURCE afterwards counts. What
+# does not unpack or does not match removes what arrived and exits @MISMATCH_EXIT@.
 kn_adopt() {
-    kn_part=$1
-    if [ "$1" != "$2@PART_SUFFIX@" ]; then
-        kn_part=$(mktemp -- "$2.XXXXXXXX") || return 1
-        cat -- "$1" >"$kn_part" || { rm -f -- "$kn_part"; return 1; }
+    kn_source=$1 kn_final=$2 kn_mode=$3 kn_sha=$4 kn_note=$5
+    shift 5
+    kn_part=$kn_source
+    if [ "$#" -gt 0 ] || [ "$kn_source" != "$kn_final@PART_SUFFIX@" ]; then
+        [ "$#" -gt 0 ] || set -- cat
+        kn_part=$(mktemp -- "$kn_final.XXXXXXXX") || return 1
+        if ! "$@" <"$kn_source" >"$kn_part"; then
+            rm -f -- "$kn_part" "$kn_source"
+            printf '@OWN_COMPLAINT@%s: what arrived does not unpack\n' "$kn_final" >&2
+            return @MISMATCH_EXIT@
+        fi
     fi
     kn_sum=$(kn_sha256 <"$kn_part")
-    if [ "$kn_sum" != "$4" ]; then
-        rm -f -- "$kn_part" "$1"
-        printf '@OWN_COMPLAINT@%s: what arrived has sha256 %s, not %s\n' "$2" "$kn_sum" "$4" >&2
+    if [ "$kn_sum" != "$kn_sha" ]; then
+        rm -f -- "$kn_part" "$kn_source"
+        printf '@OWN_COMPLAINT@%s: what arrived has sha256 %s, not %s\n' \
+            "$kn_final" "$kn_sum" "$kn_sha" >&2
         return @MISMATCH_EXIT@
     fi
-    kn_install "$kn_part" "$2" "$3" "$4" "$5" && rm -f -- "$1"
+    kn_install "$kn_part" "$kn_final" "$kn_mode" "$kn_sha" "$kn_note" && rm -f -- "$kn_source"
 }
 # kn_stop PGID: stop a process group, killing what is left of it after a grace period.
 # (`kill -s SIG -- -PGID`: dash takes no other form for a group.)
@@ -430,19 +439,27 @@ def holds(remote: str, size: int, mode: int, sha256: str) -> str:
 
 
 def adopt(
-    source: str, remote: str, mode: int, sha256: str, *, staged: bool, make_dirs: bool
+    source: str,
+    remote: str,
+    mode: int,
+    sha256: str,
+    *,
+    staged: bool,
+    make_dirs: bool,
+    unpack: Sequence[str] = (),
 ) -> str:
     """The script that installs what an SFTP upload put in source as remote (kn_adopt).
 
     staged: remote is in a staging dir: its dirs are checked as the stream's are, and a note
     records it for the next probe. make_dirs: create remote's dir first (as whoever runs this).
+    unpack: the argv of the filter from source (packed) to the file.
     """
     directory = posixpath.dirname(_absolute(remote))
     lines = [words("mkdir", "-p", "--", directory) + " || exit 1"] if make_dirs else []
     lines += _trusted_staging([remote]) if staged else []
     note = note_path(remote) if staged else ""
     mode_text = f"{mode:o}"
-    lines.append(words("kn_adopt", _absolute(source), remote, mode_text, sha256, note))
+    lines.append(words("kn_adopt", _absolute(source), remote, mode_text, sha256, note, *unpack))
     return script(*lines)
 
 

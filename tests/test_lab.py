@@ -449,7 +449,7 @@ def test_cli_up_status_exec_down(tmp_path: Path) -> None:
         try:
             assert up.returncode == 0, up.stderr
             table = [line.split() for line in up.stdout.splitlines() if line.startswith("node-")]
-            assert table[2] == ["node-003", f"{subnet}.3:22", "armv7l"]
+            assert table[2] == ["node-003", f"{subnet}.3:22", "armv7l", "coreutils"]
             assert len(table) == 20
             pids = recorded_pids(state_dir)
             assert len(pids) == 40

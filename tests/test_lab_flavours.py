@@ -52,9 +52,10 @@ def test_cut_sessions_drops_live_connections_and_new_ones_still_work(lab: Lab) -
     )
     try:
         deadline = time.monotonic() + 10
-        while lab.cut_sessions(name) == 0:
-            assert time.monotonic() < deadline, "the session never showed up"
+        while "sleep 30" not in lab.processes(name).values():
+            assert time.monotonic() < deadline, "the session never started its command"
             time.sleep(0.1)
+        assert lab.cut_sessions(name) > 0
         assert live.wait(timeout=10) != 0
     finally:
         if live.poll() is None:

@@ -49,7 +49,7 @@ def test_readme_composing_snippets_run_on_the_lab(
     config.write_text(yaml.safe_dump(data))
     (tmp_path / "batch.py").write_text(over_batch)
     joined = run_python([tmp_path / "batch.py"], tmp_path)
-    assert joined.stdout == f"{{'{north}': 'ok'}}\n", joined.stderr
+    assert joined.stdout == f"{north} ok\n", joined.stderr
 
     node = lab.node(sudo_node)
     extras = {"key_file": str(lab.key_path), "sudo": True}

@@ -4,6 +4,7 @@ and its commands (remote.py) and SFTP session on one SSH transport."""
 from __future__ import annotations
 
 import difflib
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -113,6 +114,8 @@ class KenornirSSH:
         self.sudo = False
         self.host = ""
         self._remote: Remote | None = None
+        # What sudo asks for the password with: unique, so no command output passes for it.
+        self.password_prompt = f"[kenornir-sudo:{secrets.token_hex(8)}]"
         self.stop_event: threading.Event | None = None
         self.notices: list[str] = []  # warnings from the login, for the node's log
         self._sftp: paramiko.SFTPClient | None = None
@@ -180,6 +183,7 @@ class KenornirSSH:
             client,
             self.host,
             sudo_password=sudo_password,
+            password_prompt=self.password_prompt,
             connect_timeout=self.settings.connect_timeout,
             stop_requested=self._stop_requested,
         )

@@ -43,14 +43,14 @@ class Remote:
         host: str,
         *,
         sudo_password: str | None,
+        password_prompt: str,
         connect_timeout: float,
         stop_requested: Callable[[], bool],
     ) -> None:
         self.client = client
         self.host = host
         self.sudo_password = sudo_password
-        # What sudo asks for the password with: unique, so no command output passes for it.
-        self.password_prompt = f"[kenornir-sudo:{secrets.token_hex(8)}]"
+        self.password_prompt = password_prompt
         self.connect_timeout = connect_timeout
         self.stop_requested = stop_requested
 

@@ -89,6 +89,7 @@ def send_file(
     as_root: bool,
     make_dirs: bool,
     staged: bool = False,
+    has_zstd: bool = False,
     on_progress: Progress | None = None,
 ) -> Sent:
     """sftp_upload's work, and join_node's SFTP path.
@@ -96,10 +97,15 @@ def send_file(
     Args:
         staged: a file of kenornir's staging dir (join_node): its dir is checked as the stream
             path checks it, a note records it for the next run's probe, and the probe has
-            already said the node does not hold it.
+            already said the node does not hold it. A packed file (keadm) is sent packed, as on
+            the stream (the zstd frame where the node has zstd: has_zstd) and unpacked on the
+            node from its part: a third of the bytes, and a third to resume.
     """
     sha256 = item.sha256 or local_sha256(item.local)
-    size = item.local.stat().st_size
+    source = item.packed.sent_for(has_zstd) if staged and item.packed else item.local
+    unpack = item.packed.unpacker(source) if item.packed and source != item.local else ()
+    sent_sha256 = local_sha256(source) if unpack else sha256
+    size = source.stat().st_size
     via_root = as_root and ssh.sudo
     remote = item.remote
     try:
@@ -109,19 +115,27 @@ def send_file(
         sftp = ssh.sftp()
         if make_dirs and not via_root:
             _make_dirs(sftp, posixpath.dirname(remote))
-        part = _user_part(sftp, sha256) if via_root else remote + shell.PART_SUFFIX
+        if via_root:
+            part = _user_part(sftp, sent_sha256)
+        else:  # a packed part is not the file's own part: it is unpacked into a new file
+            part = remote + (f".{sent_sha256[:16]}" if unpack else "") + shell.PART_SUFFIX
         for fresh in (False, True):
-            resumed_at = _write_part(
-                sftp, item.local, part, size, fresh=fresh, on_progress=on_progress
-            )
+            resumed_at = _write_part(sftp, source, part, size, fresh=fresh, on_progress=on_progress)
             if resumed_at:
                 log.info("resumed at %d of %d bytes: %s", resumed_at, size, remote)
             script = shell.adopt(
-                part, remote, item.mode, sha256, staged=staged, make_dirs=make_dirs and via_root
+                part,
+                remote,
+                item.mode,
+                sha256,
+                staged=staged,
+                make_dirs=make_dirs and via_root,
+                unpack=unpack,
             )
             output = ssh.run(script, as_root=via_root)
             if output.exit_status == 0:
-                log.info("uploaded over SFTP: %s (%d bytes sent)", remote, size - resumed_at)
+                how = f", packed: {source.name} unpacked on the node" if unpack else ""
+                log.info("uploaded over SFTP: %s (%d bytes sent%s)", remote, size - resumed_at, how)
                 return Sent(remote, sha256, size, size - resumed_at, resumed_at, changed=True)
             if output.exit_status != shell.MISMATCH_EXIT or fresh:
                 raise StageFailed(f"upload of {remote} failed: {_complaint(output.stderr)}")

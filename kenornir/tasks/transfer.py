@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import posixpath
@@ -199,8 +200,9 @@ def upload_files(
     path = transfer_path(transfer or run_options(task.nornir.config).get("transfer"), remote_state)
     if path == "sftp":
         for item, sha256 in pending:
-            send = FileToSend(item.local, item.remote, item.mode, sha256)
-            send_file(ssh, send, log, as_root=True, make_dirs=False, staged=True)
+            send = dataclasses.replace(item, sha256=sha256)
+            has_zstd = remote_state.has_zstd
+            send_file(ssh, send, log, as_root=True, make_dirs=False, staged=True, has_zstd=has_zstd)
     elif len(pending) > 1 and not remote_state.exact_head:
         # Every file but the last would take bytes of the next one: never install those.
         raise StageFailed(

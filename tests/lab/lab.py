@@ -302,17 +302,28 @@ class Lab:
     def cut_sessions(self, name: str) -> int:
         """Kill the node's SSH sessions (each connection's sshd processes and what they run),
         not its listener: connections to it drop as on a cut link; new ones are still taken.
-        Returns how many processes were killed."""
+        Returns how many processes were killed.
+
+        The sessions are stopped first, so none forks (a privileged sshd forks its
+        unprivileged one as the login completes) while their descendants are gathered.
+        """
         listener = self._record(name).sshd_pid
-        sessions = [
+        running = self.processes(name)
+        doomed = {
             pid
-            for pid, command in self.processes(name).items()
+            for pid, command in running.items()
             if pid != listener and command.startswith("sshd: ")
-        ]
-        for pid in sessions:
+        }
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        parents = {pid: _parent_pid(pid) for pid in self.processes(name)}
+        while grown := {pid for pid, parent in parents.items() if parent in doomed} - doomed:
+            doomed |= grown
+        for pid in doomed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        return len(sessions)
+        return len(doomed)
 
     def start_sshd(self, name: str) -> None:
         """Start the node's sshd again (after stop_sshd or rotate_host_key) and wait for it."""
@@ -500,6 +511,14 @@ class Lab:
         self._relay_pid = state.get("relay_pid")
         subnet: str = state["subnet"]
         return subnet
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        # The field after the command's parenthesised name (which may hold spaces): state, ppid.
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _tail(log_file: Path) -> str:
