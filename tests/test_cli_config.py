@@ -143,8 +143,8 @@ class TestValidate:
         assert run_cli(capsys, "validate", "bad.yaml") == (
             2,
             "",
-            "bad.yaml: nodes: is empty (list at least one node)\n"
-            "bad.yaml: maxRunNum: must be a whole number, got text\n",
+            "bad.yaml: maxRunNum: must be a whole number, got text\n"
+            "bad.yaml: nodes: is empty (list at least one node)\n",
         )
 
     @pytest.mark.parametrize(
