@@ -122,6 +122,13 @@ def test_sftp_upload_skips_what_the_node_holds_and_sends_a_changed_mode(
     assert names.split() == [".", "..", "app.conf"]  # no part or note left behind
 
 
+def test_sftp_upload_of_a_missing_file_says_so(simple: Nornir, tmp_path: Path) -> None:
+    root = simple.filter(filter_func=lambda host: host.username == "root")
+    missing = tmp_path / "nowhere.crt"
+    result = next(iter(root.run(task=sftp_upload, local=missing, remote="/root/x").values()))
+    assert str(result[0].exception) == f"cannot read {missing}: No such file or directory"
+
+
 def test_sftp_upload_as_root_installs_where_only_root_may_write(
     simple: Nornir, lab: Lab, tmp_path: Path
 ) -> None:

@@ -305,6 +305,17 @@ class TestRetries:
         assert part_files(release.cache_dir) == []
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as a terminal's Ctrl-C does, even when pytest runs as a
+    background job (a shell starts those with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class TestInterrupt:
     def test_interrupt_from_progress_leaves_no_partial_file(self, release: Release) -> None:
         seen: list[tuple[int, int | None]] = []
@@ -324,6 +335,7 @@ class TestInterrupt:
         assert part_files(release.cache_dir) == []
 
     @pytest.mark.timeout(60)
+    @pytest.mark.usefixtures("ctrl_c_raises")
     def test_ctrl_c_in_the_main_thread_does_not_wait_for_a_silent_server(
         self, release: Release
     ) -> None:
@@ -369,6 +381,10 @@ CTRL_C_SCRIPT = f"""
 import os, signal, sys
 from pathlib import Path
 from kenornir.packages import prepare_packages
+
+# Ctrl-C as a terminal delivers it, even when this test runs in the background (a shell starts
+# background jobs with SIGINT ignored, and Python keeps an ignored SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def ctrl_c_once_started(arch, done, total):
     os.kill(os.getpid(), signal.SIGINT)

@@ -101,7 +101,10 @@ def send_file(
             the stream (the zstd frame where the node has zstd: has_zstd) and unpacked on the
             node from its part: a third of the bytes, and a third to resume.
     """
-    sha256 = item.sha256 or local_sha256(item.local)
+    try:
+        sha256 = item.sha256 or local_sha256(item.local)
+    except OSError as exc:
+        raise StageFailed(f"cannot read {item.local}: {_os_reason(exc)}") from None
     source = item.packed.sent_for(has_zstd) if staged and item.packed else item.local
     unpack = item.packed.unpacker(source) if item.packed and source != item.local else ()
     sent_sha256 = local_sha256(source) if unpack else sha256
