@@ -37,7 +37,7 @@ class SSHSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SSHSettings:
-        """The settings values names (others ignored; None: the default).
+        """Settings from values (keys that are not settings are ignored; None: the default).
 
         Raises:
             ValueError: a value of the wrong kind; the message names the key.
