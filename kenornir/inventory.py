@@ -9,7 +9,7 @@ from typing import Any
 
 from nornir.core.inventory import ConnectionOptions, Host, Hosts, Inventory
 
-from kenornir.config import BatchConfig, NodeConfig, load_config
+from kenornir.config import BatchConfig, JumpHost, NodeConfig, load_config
 from kenornir.secret import Secret
 
 CONNECTION_PLUGIN = "kenornir_ssh"
@@ -53,6 +53,8 @@ def node_host(node: NodeConfig, config: BatchConfig) -> Host:
         extras["private_key_path"] = auth.private_key_path
     if auth.passphrase is not None:
         extras["passphrase"] = Secret(auth.passphrase)
+    if node.ssh.proxy_jump:
+        extras["proxy_jump"] = [jump_extras(jump) for jump in node.ssh.proxy_jump]
     return Host(
         name=node.name,
         hostname=node.ssh.ip,
@@ -63,6 +65,23 @@ def node_host(node: NodeConfig, config: BatchConfig) -> Host:
         data=host_data(node, config),
         connection_options={CONNECTION_PLUGIN: ConnectionOptions(extras=extras)},
     )
+
+
+def jump_extras(jump: JumpHost) -> dict[str, Any]:
+    """One jump host as kenornir_ssh's `proxy_jump` extras take it (credentials as Secrets)."""
+    auth = jump.auth
+    extras: dict[str, Any] = {
+        "hostname": jump.ip,
+        "port": jump.port,
+        "username": jump.username,
+        "auth": auth.kind,
+    }
+    if auth.private_key_path is not None:
+        extras["private_key_path"] = auth.private_key_path
+    for key, secret in (("password", auth.password), ("passphrase", auth.passphrase)):
+        if secret is not None:
+            extras[key] = Secret(secret)
+    return extras
 
 
 def host_data(node: NodeConfig, config: BatchConfig) -> dict[str, Any]:

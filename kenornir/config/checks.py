@@ -12,6 +12,7 @@ from kenornir.config.model import (
     DownloadConfig,
     KeadmConfig,
     NodeConfig,
+    SSHAuth,
     SSHConfig,
 )
 from kenornir.config.reader import Reader
@@ -138,6 +139,10 @@ def check_packages(reader: Reader, keadm: KeadmConfig, drafts: list[NodeDraft]) 
     )
 
 
+def _credentials(auth: SSHAuth) -> tuple[str | None, str | None]:
+    return auth.password, auth.passphrase
+
+
 def finish_node(
     reader: Reader,
     draft: NodeDraft,
@@ -185,7 +190,11 @@ def finish_node(
         return None
     auth = draft.ssh.auth
     secrets = secret_values(
-        credentials=(auth.password, auth.passphrase),
+        credentials=(
+            auth.password,
+            auth.passphrase,
+            *(secret for jump in draft.ssh.proxy_jump for secret in _credentials(jump.auth)),
+        ),
         template_args=keadm.cmd_tpl_args,
         commands=(command,),
         config_secrets=(*reader.environment_values, *url_secrets(keadm.download.url or "")),

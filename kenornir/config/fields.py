@@ -46,6 +46,7 @@ SSH = "nodes[].ssh"
 AUTH = "nodes[].ssh.auth"
 PASSWORD_AUTH = "nodes[].ssh.auth.passwordAuth"
 KEY_AUTH = "nodes[].ssh.auth.privateKeyAuth"
+JUMP = "nodes[].ssh.proxyJump[]"
 
 # Section name -> its fields, in upstream's order (the order unknown-key hints list them in).
 SECTIONS: dict[str, tuple[Field, ...]] = {
@@ -91,6 +92,13 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("username", "text", what="the login user, e.g. root", required=True),
         Field("port", "integer"),
         Field("sudo", "boolean"),
+        Field("auth", "node"),
+        Field("proxyJump", "node"),
+    ),
+    JUMP: (
+        Field("ip", "text", what="the jump host's IP address or host name", required=True),
+        Field("username", "text", what="the login user on the jump host", required=True),
+        Field("port", "integer"),
         Field("auth", "node"),
     ),
     AUTH: (

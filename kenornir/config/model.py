@@ -43,12 +43,27 @@ class SSHAuth:
 
 
 @dataclass(frozen=True)
+class JumpHost:
+    """A host the SSH connection to a node goes through (OpenSSH's ProxyJump)."""
+
+    ip: str
+    port: int
+    username: str
+    auth: SSHAuth
+
+    @property
+    def address(self) -> str:
+        return host_port(self.ip, self.port)
+
+
+@dataclass(frozen=True)
 class SSHConfig:
     ip: str
     username: str
     port: int
     auth: SSHAuth
     sudo: bool = False
+    proxy_jump: tuple[JumpHost, ...] = ()  # outermost first
 
     @property
     def address(self) -> str:

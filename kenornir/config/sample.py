@@ -47,6 +47,7 @@ nodes:
       username: root            # <Required> root, or another user with sudo: true
       port: 22                  # <Optional> default 22
       # sudo: true              # [kenornir] run commands through sudo (non-root username)
+      # proxyJump: ops@192.0.2.1  # [kenornir] jump hosts, outermost first (user@host[:port],...)
       auth:                     # [kenornir] leave auth out to log in with your ssh-agent's keys
         type: password          # <Required> password or privateKey
         passwordAuth:

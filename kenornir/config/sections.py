@@ -10,13 +10,24 @@ from typing import Any, TypeVar, cast
 from yaml.nodes import Node, SequenceNode
 
 from kenornir.config.checks import NodeDraft, check_packages, check_uploads, finish_node
-from kenornir.config.fields import AUTH, DOWNLOAD, KEADM, KEY_AUTH, NODE, PASSWORD_AUTH, SSH, TOP
+from kenornir.config.fields import (
+    AUTH,
+    DOWNLOAD,
+    JUMP,
+    KEADM,
+    KEY_AUTH,
+    NODE,
+    PASSWORD_AUTH,
+    SSH,
+    TOP,
+)
 from kenornir.config.model import (
     ARCHES,
     DEFAULT_MAX_RUN_NUM,
     DEFAULT_SSH_PORT,
     BatchConfig,
     DownloadConfig,
+    JumpHost,
     KeadmConfig,
     SSHAuth,
     SSHConfig,
@@ -178,11 +189,76 @@ def _read_ssh(reader: Reader, node: Node | None, path: str) -> SSHConfig | None:
     if not 1 <= port <= 65535:
         reader.fail(f"{path}.port", f"{port} is not a port number (use 1 to 65535)")
     auth = _read_auth(reader, fields["auth"], f"{path}.auth")
+    jumps = _read_proxy_jump(reader, fields["proxyJump"], f"{path}.proxyJump", auth)
     if ip is None or username is None or auth is None or f"{path}.ip" in reader.failed:
         return None
+    if jumps is None:
+        return None
     return SSHConfig(
-        ip=ip, username=username, port=port, auth=auth, sudo=_default(fields["sudo"], False)
+        ip=ip,
+        username=username,
+        port=port,
+        auth=auth,
+        sudo=_default(fields["sudo"], False),
+        proxy_jump=jumps,
     )
+
+
+# OpenSSH's ProxyJump word: [user@]host[:port], an IPv6 host in brackets.
+_JUMP_WORD = re.compile(
+    r"(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:\s]+))(?::(?P<port>\d+))?"
+)
+
+
+def _read_proxy_jump(
+    reader: Reader, node: Node | None, path: str, node_auth: SSHAuth | None
+) -> tuple[JumpHost, ...] | None:
+    """The jump hosts, outermost first: OpenSSH's `user@host[:port],...` (logging in with the
+    node's own key, else ssh-agent), or a list of objects shaped like ssh (ip, port, username,
+    auth). None when any is wrong (reported)."""
+    if is_unset(node):
+        return ()
+    if isinstance(node, SequenceNode):
+        read = [_read_jump(reader, item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        listed = [jump for jump in read if jump is not None]
+        return tuple(listed) if len(listed) == len(read) else None
+    text = reader.text(node, path, what="user@host[:port][,user@host[:port]...]")
+    if text is None:
+        return None
+    key_auth = node_auth if node_auth is not None and node_auth.kind == "privateKey" else None
+    jumps: list[JumpHost] = []
+    for word in text.split(","):
+        match = _JUMP_WORD.fullmatch(word.strip())
+        host = match and (match["ipv6"] or match["host"])
+        port = int(match["port"] or DEFAULT_SSH_PORT) if match else 0
+        if not match or not host or not _is_address(host) or not 1 <= port <= 65535:
+            reader.fail(path, f"{word.strip()!r} is not user@host[:port] (e.g. ops@10.0.0.1:2222)")
+            return None
+        if not match["user"]:
+            reader.fail(path, f"{word.strip()!r} names no user (write user@{word.strip()})")
+            return None
+        jumps.append(JumpHost(host, port, match["user"], key_auth or SSHAuth(kind="agent")))
+    return tuple(jumps)
+
+
+def _read_jump(reader: Reader, node: Node, path: str) -> JumpHost | None:
+    fields = reader.section(node, path, JUMP)
+    if fields is None:
+        if path not in reader.failed:
+            reader.fail(path, "is empty (give ip and username, and auth unless ssh-agent logs in)")
+        return None
+    ip, username = fields["ip"], fields["username"]
+    if ip is not None and not _is_address(ip):
+        reader.fail(f"{path}.ip", f"{ip!r} is not an IP address or host name")
+        return None
+    port = _default(fields["port"], DEFAULT_SSH_PORT)
+    if not 1 <= port <= 65535:
+        reader.fail(f"{path}.port", f"{port} is not a port number (use 1 to 65535)")
+        return None
+    auth = _read_auth(reader, fields["auth"], f"{path}.auth")
+    if ip is None or username is None or auth is None:
+        return None
+    return JumpHost(ip, port, username, auth)
 
 
 def _is_address(value: str) -> bool:

@@ -152,8 +152,12 @@ def open_client(
     key: paramiko.PKey | None,
     host_keys: KnownHostsPolicy,
     timeout: float,
+    sock: paramiko.Channel | None = None,
 ) -> paramiko.SSHClient:
-    """A logged-in paramiko client; ConnectError (one line) when the login fails."""
+    """A logged-in paramiko client; ConnectError (one line) when the login fails.
+
+    sock: a channel to the host through a jump host, else a TCP connection is made.
+    """
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(host_keys)
     try:
@@ -169,6 +173,7 @@ def open_client(
             banner_timeout=timeout,
             auth_timeout=timeout,
             channel_timeout=timeout,
+            sock=sock,
             transport_factory=functools.partial(host_keys.transport, gcm_first_transport),
         )
     except BaseException as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,19 @@ EXTRAS_KEYS = (
     "key_file",
     "passphrase",
     "sudo",
+    "proxy_jump",
     *(f.name for f in fields(SSHSettings)),
+)
+# What each proxy_jump entry may say: a login of its own.
+JUMP_KEYS = (
+    "hostname",
+    "port",
+    "username",
+    "password",
+    "auth",
+    "private_key_path",
+    "key_file",
+    "passphrase",
 )
 AUTH_KINDS = ("password", "privateKey", "agent")
 
@@ -95,6 +107,16 @@ def extras_problem(extras: Mapping[str, Any]) -> str | None:
     if auth is not None and auth not in AUTH_KINDS:
         return f"kenornir_ssh extras auth: {auth!r} is not one of {', '.join(AUTH_KINDS)}"
     return None
+
+
+def jump_problem(hop: Mapping[str, Any]) -> str | None:
+    """Why a proxy_jump entry cannot be used, in one line, or None."""
+    for key in hop:
+        if key not in JUMP_KEYS:
+            close = difflib.get_close_matches(key, JUMP_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"unknown proxy_jump key {key!r}{hint}; known keys: {', '.join(JUMP_KEYS)}"
+    return None if hop.get("hostname") else "has no hostname"
 
 
 def run_options(configuration: Config | None) -> dict[str, Any]:
@@ -119,6 +141,7 @@ class KenornirSSH:
         self.stop_event: threading.Event | None = None
         self.notices: list[str] = []  # warnings from the login, for the node's log
         self._sftp: paramiko.SFTPClient | None = None
+        self._jumps: list[paramiko.SSHClient] = []  # the jump hosts' logins, outermost first
 
     @property
     def connection(self) -> paramiko.SSHClient:
@@ -149,32 +172,15 @@ class KenornirSSH:
             raise ConnectError(f"{self.host}: {problem}", unreachable=False)
         self.stop_event = options.get("stop_event")
         self.sudo = bool(host_extras.get("sudo", False))
-        key_path = host_extras.get("private_key_path") or host_extras.get("key_file")
-        password = reveal(password)
-        default_auth = "privateKey" if key_path else "password" if password else "agent"
-        login = Login(
-            host=self.host,
-            user=username or "",
-            auth=host_extras.get("auth", default_auth),
-            key_path=str(Path(key_path).expanduser()) if key_path else None,
-        )
-        sudo_password = password if login.auth == "password" else None
-        key = load_private_key(login, reveal(host_extras.get("passphrase")))
-        host_keys = KnownHostsPolicy(
-            self.settings.known_hosts, self.settings.host_key_policy, hostname or "", port or 22
-        )
+        self.notices = []
         try:
-            client = open_client(
-                login,
-                hostname=hostname or "",
-                port=port or 22,
-                password=sudo_password,
-                key=key,
-                host_keys=host_keys,
-                timeout=self.settings.connect_timeout,
+            sock = self._through_jump_hosts(host_extras.get("proxy_jump") or (), hostname, port)
+            client, sudo_password = self._log_in(
+                hostname or "", port or 22, username, password, host_extras, sock
             )
-        finally:
-            self.notices = host_keys.notices
+        except BaseException:
+            self._close_jump_hosts()
+            raise
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(self.settings.keepalive_seconds)
@@ -187,6 +193,88 @@ class KenornirSSH:
             connect_timeout=self.settings.connect_timeout,
             stop_requested=self._stop_requested,
         )
+
+    def _log_in(  # noqa: PLR0917 (one login's fields, as Nornir hands them over)
+        self,
+        hostname: str,
+        port: int,
+        username: str | None,
+        password: str | None,
+        extras: Mapping[str, Any],
+        sock: paramiko.Channel | None,
+    ) -> tuple[paramiko.SSHClient, str | None]:
+        """Log in to one host (the node, or a jump host), its host key checked; returns the
+        client and the login password (the sudo password too)."""
+        key_path = extras.get("private_key_path") or extras.get("key_file")
+        password = reveal(password)
+        default_auth = "privateKey" if key_path else "password" if password else "agent"
+        login = Login(
+            host=host_port(hostname, port),
+            user=username or "",
+            auth=extras.get("auth", default_auth),
+            key_path=str(Path(key_path).expanduser()) if key_path else None,
+        )
+        login_password = password if login.auth == "password" else None
+        key = load_private_key(login, reveal(extras.get("passphrase")))
+        host_keys = KnownHostsPolicy(
+            self.settings.known_hosts, self.settings.host_key_policy, hostname, port
+        )
+        try:
+            client = open_client(
+                login,
+                hostname=hostname,
+                port=port,
+                password=login_password,
+                key=key,
+                host_keys=host_keys,
+                timeout=self.settings.connect_timeout,
+                sock=sock,
+            )
+        finally:
+            self.notices += host_keys.notices
+        return client, login_password
+
+    def _through_jump_hosts(
+        self, hops: Sequence[Mapping[str, Any]], hostname: str | None, port: int | None
+    ) -> paramiko.Channel | None:
+        """Log in to each jump host through the one before it (outermost first) and open a
+        channel from the last one to the node; None without jump hosts."""
+        sock: paramiko.Channel | None = None
+        targets = [(hop.get("hostname") or "", hop.get("port") or 22) for hop in hops[1:]]
+        targets.append((hostname or "", port or 22))
+        for hop, (to_host, to_port) in zip(hops, targets, strict=True):
+            hop_host, hop_port = hop.get("hostname") or "", hop.get("port") or 22
+            jump = f"jump host {hop.get('username') or ''}@{host_port(hop_host, hop_port)}"
+            problem = jump_problem(hop)
+            if problem is not None:
+                raise ConnectError(f"{self.host}: {jump}: {problem}", unreachable=False)
+            try:
+                client, _ = self._log_in(
+                    hop_host, hop_port, hop.get("username"), hop.get("password"), hop, sock
+                )
+            except ConnectError as exc:
+                raise ConnectError(f"{jump}: {exc}", unreachable=exc.unreachable) from exc
+            self._jumps.append(client)
+            transport = client.get_transport()
+            try:
+                if transport is None:
+                    raise paramiko.SSHException("its connection closed")
+                sock = transport.open_channel(
+                    "direct-tcpip",
+                    (to_host, to_port),
+                    ("127.0.0.1", 0),
+                    timeout=self.settings.connect_timeout,
+                )
+            except (paramiko.SSHException, OSError) as exc:
+                raise ConnectError(
+                    f"{jump} cannot reach {host_port(to_host, to_port)}: {exc}", unreachable=True
+                ) from exc
+        return sock
+
+    def _close_jump_hosts(self) -> None:
+        for client in reversed(self._jumps):
+            client.close()
+        self._jumps = []
 
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (the login user's), opened on first use."""
@@ -206,6 +294,7 @@ class KenornirSSH:
             self._client.close()
             self._client = None
         self._remote = None
+        self._close_jump_hosts()
 
     @property
     def is_active(self) -> bool:
