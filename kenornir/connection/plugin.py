@@ -240,6 +240,8 @@ class KenornirSSH:
         """Log in to each jump host through the one before it (outermost first) and open a
         channel from the last one to the node; None without jump hosts."""
         sock: paramiko.Channel | None = None
+        if not hops:
+            return sock
         targets = [(hop.get("hostname") or "", hop.get("port") or 22) for hop in hops[1:]]
         targets.append((hostname or "", port or 22))
         for hop, (to_host, to_port) in zip(hops, targets, strict=True):
