@@ -222,7 +222,8 @@ def test_a_misspelt_extras_key_is_an_error_not_a_default(lab: Lab, tmp_path: Pat
     assert str(result[0].exception) == (
         f"{node.address}:{node.port}: unknown kenornir_ssh extras key 'keyfile' (did you mean "
         "'key_file'?); known keys: auth, private_key_path, key_file, passphrase, sudo, "
-        "connect_timeout, keepalive_seconds, host_key_policy, known_hosts, command_timeout"
+        "proxy_jump, connect_timeout, keepalive_seconds, host_key_policy, known_hosts, "
+        "command_timeout"
     )
     del extras["keyfile"]
     hosts_file.write_text(yaml.safe_dump(hosts))
