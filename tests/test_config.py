@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,13 @@ import yaml
 
 from kenornir.config import (
     DEFAULT_DOWNLOAD_BASE,
+    SAMPLE_CONFIG,
     BatchConfig,
     ConfigError,
     load_config,
     parse_config,
 )
+from kenornir.config.fields import SECTIONS
 
 BASE: dict[str, Any] = {
     "keadm": {"keadmVersion": "v1.20.0", "archGroup": ["amd64"]},
@@ -335,3 +338,28 @@ def test_transfer_is_auto_unless_the_config_says_stream_or_sftp() -> None:
     assert any(
         "'sfpt' is not one of auto, stream, sftp (did you mean 'sftp'?)" in e for e in errors
     )
+
+
+def test_every_key_the_reader_knows_is_shown_in_the_gen_config_sample() -> None:
+    # The field table is the one list of keys; a key added there must be documented too.
+    shown = set(re.findall(r"([A-Za-z]+):", SAMPLE_CONFIG))
+    known = {field.key for fields in SECTIONS.values() for field in fields}
+    assert known - shown == set()
+
+
+def test_a_jump_host_written_as_an_object_is_read_and_checked_like_ssh() -> None:
+    auth = {"type": "password", "passwordAuth": {"password": "jump-pw"}}
+    jump = {"ip": "10.0.0.9", "username": "ops", "auth": auth}
+    config = parse(config_with(**{"nodes.0.ssh.proxyJump": [jump]}))
+    assert config.nodes[0].ssh.proxy_jump[0].address == "10.0.0.9:22"
+    assert "jump-pw" in config.nodes[0].secrets
+    wrong = {"ip": "300.1.1.1", "usename": "ops", "port": 70000}
+    errors = errors_of(yaml.safe_dump(config_with(**{"nodes.0.ssh.proxyJump": [wrong]})))
+    at = "t.yaml: nodes[0].ssh.proxyJump[0]"
+    assert errors == [
+        f"{at}.usename: unknown key (did you mean 'username'?)",
+        f"{at}.username: is required (set it to the login user on the jump host)",
+        f"{at}.ip: '300.1.1.1' is not an IP address or host name "
+        "(write e.g. 192.168.1.10 or edge-1.lan)",
+        f"{at}.port: 70000 is not a port number (use 1 to 65535)",
+    ]

@@ -1,9 +1,11 @@
 """The batch config: upstream's schema plus kenornir's extensions, read from YAML with every
 problem named (file, YAML path, what to do), into an immutable model.
 
-model.py holds the model, fields.py the one table of every key, reader.py the YAML reading it
-drives, sections.py the assembly section by section, checks.py the checks across fields and the
-command rendering, sample.py the gen-config sample.
+model.py holds the model; fields.py the one table of every key (kind, required, default, hint)
+and the unknown-key hints drawn from it; reader.py the YAML reading it drives, on yamltree.py
+(tags, merge keys, unset) and localpath.py (local files); sections.py and ssh.py the assembly
+section by section; checks.py the checks across fields and the command rendering; sample.py the
+gen-config sample.
 """
 
 from __future__ import annotations

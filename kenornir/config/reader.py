@@ -3,10 +3,8 @@ as unset, `${NAME}` from the environment, and every value read as fields.SECTION
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,58 +13,21 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kenornir.arch import keadm_arch
-from kenornir.config.fields import SECTIONS, Field, keys_of
-
-_TAG = "tag:yaml.org,2002:"
-_STR, _INT, _FLOAT, _BOOL, _NULL, _MERGE = (
-    _TAG + name for name in ("str", "int", "float", "bool", "null", "merge")
+from kenornir.config.fields import SECTIONS, Field, keys_of, suggestion, unknown_key
+from kenornir.config.localpath import LocalPathProblem, existing_local_path
+from kenornir.config.yamltree import (
+    BOOL,
+    INT,
+    MERGE,
+    STR,
+    TEXT_TAGS,
+    is_unset,
+    kind_of,
+    merged_entries,
 )
-# Go's yaml.v2 hands any scalar to a string field as its text: `keadmVersion: 1.20` stays "1.20"
-# and `password: 123456` works, so these tags are read as text too. Booleans are not: a bare
-# `yes` in a password is more likely a mistake than a password.
-_TEXT_TAGS = (_STR, _INT, _FLOAT, _TAG + "timestamp")
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_:.-]*>")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def kind_of(node: Node) -> str:
-    if isinstance(node, SequenceNode):
-        return "a list"
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    kinds = {_STR: "text", _INT: "a number", _FLOAT: "a number", _BOOL: "a boolean"}
-    return kinds.get(node.tag, "nothing" if node.tag == _NULL else f"a {node.tag} value")
-
-
-def _merged_entries(node: MappingNode) -> list[tuple[Node, Node]]:
-    """The entries a mapping takes from its `<<` merge keys, without changing the node.
-
-    Raises:
-        ValueError: a merge key's value is not a mapping or a list of mappings.
-    """
-    entries: list[tuple[Node, Node]] = []
-    for key_node, value_node in node.value:
-        if key_node.tag != _MERGE:
-            continue
-        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-        # Of several merged mappings the earlier ones win: add them last.
-        for source in reversed(sources):
-            if not isinstance(source, MappingNode):
-                raise ValueError("merge source is not a mapping")
-            entries += _merged_entries(source)
-            entries += [entry for entry in source.value if entry[0].tag != _MERGE]
-    return entries
-
-
-def is_unset(node: Node | None) -> bool:
-    return node is None or (isinstance(node, ScalarNode) and node.tag == _NULL)
-
-
-def _suggestion(value: str, choices: Iterable[str]) -> str:
-    by_lower = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 class Reader:
@@ -118,14 +79,14 @@ class Reader:
             self.fail(path, f"must be a mapping of keys to values, got {kind_of(node)}")
             return None
         try:
-            inherited = _merged_entries(node)
+            inherited = merged_entries(node)
         except (ValueError, RecursionError):
             self.fail(path, "has a `<<` merge key that is not a mapping (fix or expand it)")
             return None
         entries: dict[str, Node] = {}
         own_keys: set[str] = set()
         own_nodes = {id(key_node) for key_node, _ in node.value}
-        for key_node, value_node in inherited + [e for e in node.value if e[0].tag != _MERGE]:
+        for key_node, value_node in inherited + [e for e in node.value if e[0].tag != MERGE]:
             if not isinstance(key_node, ScalarNode):
                 self.fail(path, f"has a key that is {kind_of(key_node)} (keys must be text)")
                 continue
@@ -136,7 +97,7 @@ class Reader:
                 self.fail(child, "appears twice (keep one)")
             elif section is not None and key not in keys_of(section):
                 if key not in entries and child not in self.failed:
-                    self.fail(child, self._unknown_key(key, section))
+                    self.fail(child, unknown_key(key, section))
             else:
                 # Keys written here override those merged in with `<<`, as in YAML.
                 entries[key] = value_node
@@ -145,17 +106,18 @@ class Reader:
         return entries
 
     def section(self, node: Node | None, path: str, name: str) -> dict[str, Any] | None:
-        """Every field of section `name` (fields.SECTIONS) read from the mapping at path, by key;
-        None when the mapping is unset or not a mapping. Keys it does not know are errors."""
+        """Every field of section `name` (fields.SECTIONS) read from the mapping at path, by key,
+        its default when unset; None when the mapping is unset or not a mapping. Keys it does not
+        know are errors."""
         entries = self.mapping(node, path, name)
         if entries is None:
             return None
-        return {
-            field.key: self.value(
-                field, entries.get(field.key), f"{path}.{field.key}" if path else field.key
-            )
-            for field in SECTIONS[name]
-        }
+        values: dict[str, Any] = {}
+        for field in SECTIONS[name]:
+            child = f"{path}.{field.key}" if path else field.key
+            value = self.value(field, entries.get(field.key), child)
+            values[field.key] = field.default if value is None else value
+        return values
 
     def value(self, field: Field, node: Node | None, path: str) -> Any:
         """One field's value, read as its kind says (see fields.Kind)."""
@@ -186,21 +148,6 @@ class Reader:
             case "secret_map":
                 return self.text_map(node, path, secret=True)
 
-    @staticmethod
-    def _unknown_key(key: str, section: str) -> str:
-        homes = [name for name in SECTIONS if key in keys_of(name)]
-        if homes:
-            where = "at the top level" if homes[0] == "the top level" else f"under {homes[0]}"
-            return f"unknown key here ('{key}' belongs {where}: check the indentation)"
-        hint = _suggestion(key, keys_of(section))
-        if hint:
-            return f"unknown key{hint}"
-        elsewhere = {known: name for name in SECTIONS for known in keys_of(name)}
-        close = difflib.get_close_matches(key, list(elsewhere), n=1, cutoff=0.8)
-        if close:
-            return f"unknown key here (did you mean '{close[0]}', under {elsewhere[close[0]]}?)"
-        return f"unknown key (expected one of: {', '.join(keys_of(section))})"
-
     def text(
         self,
         node: Node | None,
@@ -229,10 +176,10 @@ class Reader:
         if not isinstance(node, ScalarNode):
             self.fail(path, f"must be text, got {kind_of(node)}")
             return None
-        if node.tag == _BOOL:
+        if node.tag == BOOL:
             self.fail(path, "must be text, got a boolean (put the value in quotes)")
             return None
-        if node.tag not in _TEXT_TAGS:
+        if node.tag not in TEXT_TAGS:
             self.fail(path, f"must be text, got {kind_of(node)} (put the value in quotes)")
             return None
         return str(node.value)
@@ -266,7 +213,7 @@ class Reader:
         if value is None or value in choices:
             return value
         alias = keadm_arch(value)
-        hint = _suggestion(value, choices) or (
+        hint = suggestion(value, choices) or (
             f" (did you mean '{alias}'?)" if alias in choices else ""
         )
         self.fail(path, f"{value!r} is not one of {', '.join(choices)}{hint}")
@@ -275,9 +222,9 @@ class Reader:
     def integer(self, node: Node | None, path: str) -> int | None:
         if node is None or is_unset(node):
             return None
-        if isinstance(node, ScalarNode) and node.tag == _INT:
+        if isinstance(node, ScalarNode) and node.tag == INT:
             return self._constructor.construct_yaml_int(node)
-        quoted = isinstance(node, ScalarNode) and node.tag == _STR
+        quoted = isinstance(node, ScalarNode) and node.tag == STR
         hint = " (remove the quotes)" if quoted and str(node.value).strip().isdigit() else ""
         self.fail(path, f"must be a whole number, got {kind_of(node)}{hint}")
         return None
@@ -285,9 +232,9 @@ class Reader:
     def boolean(self, node: Node | None, path: str) -> bool | None:
         if node is None or is_unset(node):
             return None
-        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+        if isinstance(node, ScalarNode) and node.tag == BOOL:
             return self._constructor.construct_yaml_bool(node)
-        quoted = isinstance(node, ScalarNode) and node.tag == _STR
+        quoted = isinstance(node, ScalarNode) and node.tag == STR
         hint = (
             " (remove the quotes)"
             if quoted and str(node.value).lower() in {"true", "false"}
@@ -333,28 +280,8 @@ class Reader:
         return None if value is None else self.existing_path(value, path, directory=directory)
 
     def existing_path(self, value: str, path: str, *, directory: bool) -> str | None:
-        written = Path(value).expanduser()
-        resolved = Path(os.path.normpath(Path.cwd() / written))
-        if not resolved.exists():
-            self.fail(path, f"{value!r} does not exist ({self._relative_hint(written)})")
-        elif directory and not resolved.is_dir():
-            self.fail(path, f"{value!r} is not a directory (give a directory)")
-        elif not directory and not resolved.is_file():
-            self.fail(path, f"{value!r} is not a file (give a file)")
-        elif not os.access(resolved, os.R_OK):
-            self.fail(path, f"{value!r} is not readable (check its permissions)")
-        else:
-            return str(resolved)
-        return None
-
-    def _relative_hint(self, written: Path) -> str:
-        if written.is_absolute():
-            return "check the path"
-        beside_config = self.config_dir / written
-        if beside_config.exists():
-            return (
-                "relative paths start from the current directory, as in keadm batch; "
-                "it exists relative to the config file: run from there or write "
-                f"'{os.path.relpath(beside_config)}'"
-            )
-        return "relative paths start from the current directory, as in keadm batch"
+        try:
+            return existing_local_path(value, directory=directory, config_dir=self.config_dir)
+        except LocalPathProblem as problem:
+            self.fail(path, str(problem))
+            return None
