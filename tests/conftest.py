@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -72,12 +72,17 @@ def make_lab(tmp_path: Path) -> Iterator[LabFactory]:
             arch_mix: bool = False,
             tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
             busybox_nodes: int = 0,
+            sites: Mapping[str, int] | None = None,
         ) -> Lab:
             subnet = cleanup.enter_context(leased_subnet())
             small_lab = Lab(tmp_path / f"lab-{subnet}", subnet)
             cleanup.callback(small_lab.down)
             small_lab.up(
-                nodes, arch_mix=arch_mix, tmp_size_mb=tmp_size_mb, busybox_nodes=busybox_nodes
+                nodes,
+                arch_mix=arch_mix,
+                tmp_size_mb=tmp_size_mb,
+                busybox_nodes=busybox_nodes,
+                sites=sites,
             )
             return small_lab
 

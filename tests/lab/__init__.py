@@ -4,6 +4,7 @@ from tests.lab.lab import DEFAULT_TMP_SIZE_MB, Lab, LabError, LabFactory, NodeSt
 from tests.lab.node import ARCH_CYCLE, UNAME_TO_GOARCH, LabNode
 from tests.lab.packages import build_packages, ensure_packages, keadm_member_digest
 from tests.lab.records import JOIN_LOG, JoinRecord, parse_join_records
+from tests.lab.site import LabSite
 from tests.lab.subnets import DEFAULT_SUBNET, leased_subnet
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "LabError",
     "LabFactory",
     "LabNode",
+    "LabSite",
     "NodeStatus",
     "build_packages",
     "ensure_packages",

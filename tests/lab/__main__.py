@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    sites = dict(args.site)
+    if len(sites) != len(args.site):
+        raise ValueError("name each site once (--site NAME:COUNT)")
     lab = Lab(args.state_dir, args.subnet)
     started = time.monotonic()
     packages_dir = args.state_dir / "packages"
@@ -48,6 +51,7 @@ def _up(args: argparse.Namespace) -> int:
             tmp_size_mb=args.tmp_size_mb,
             edge_link=edge_link,
             busybox_nodes=args.busybox,
+            sites=sites,
         )
         packages.result()
     nodes = lab.client_nodes
@@ -55,6 +59,12 @@ def _up(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     _print_nodes(nodes)
     print(f"{len(nodes)} nodes up in {elapsed:.1f} s on {lab.subnet}.x (state {lab.state_dir})")
+    for site in lab.sites.values():
+        print(
+            f"site {site.name}: {', '.join(site.node_names)} only through bastion"
+            f" root@{site.bastion_address}:{site.bastion_port}"
+            f" (network namespace {site.netns}, this machine's end {site.host_address})"
+        )
     if edge_link is not None:
         print(
             f"each node behind its own edge link: {edge_link.rate_mbit:g} Mbit/s,"
@@ -67,9 +77,10 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     lab = Lab(args.state_dir)
-    count = len(lab.nodes)
+    count, sites = len(lab.nodes), len(lab.sites)
     lab.down()
-    print(f"{count} nodes stopped (state {lab.state_dir})")
+    removed = f" and {sites} site(s) removed" if sites else ""
+    print(f"{count} nodes stopped{removed} (state {lab.state_dir})")
     return 0
 
 
@@ -84,8 +95,18 @@ def _status(args: argparse.Namespace) -> int:
         [status.banner or "not answering" for status in statuses],
     )
     answering = sum(status.answering for status in statuses)
+    # Bastions answer from this machine, through their veth; site nodes from inside the site.
+    bastions = {site.name: lab.bastion_banner(site.name) for site in lab.sites.values()}
+    for name, banner in bastions.items():
+        site = lab.site(name)
+        address = f"{site.bastion_address}:{site.bastion_port}"
+        print(f"{site.bastion_name:16} {address:18} {banner or 'not answering'}")
     print(f"{answering}/{len(statuses)} nodes answering (state {lab.state_dir})")
-    return 0 if answering == len(statuses) else 1
+    if bastions:
+        up = sum(banner is not None for banner in bastions.values())
+        print(f"{up}/{len(bastions)} bastions answering")
+    everything = answering == len(statuses) and all(bastions.values())
+    return 0 if everything else 1
 
 
 def _exec(args: argparse.Namespace) -> int:
@@ -111,11 +132,21 @@ def _packages(args: argparse.Namespace) -> int:
 
 
 def _print_nodes(nodes: Sequence[LabNode], states: Sequence[str] | None = None) -> None:
-    header = f"{'NODE':10} {'ADDRESS':16} {'ARCH':8} {'TOOLS':9}"
+    # A SITE column only when the lab has sites, so a plain lab's table stays as it was.
+    sites = any(node.site is not None for node in nodes)
+    header = f"{'NODE':10} {'ADDRESS':16} {'ARCH':8} {'TOOLS':9}" + (f" {'SITE':8}" * sites)
     print(header + (" STATE" if states is not None else ""))
     for index, node in enumerate(nodes):
         line = f"{node.name:10} {f'{node.address}:{node.port}':16} {node.arch:8} {node.flavour:9}"
+        line += f" {node.site or '-':8}" * sites
         print(line + (f" {states[index]}" if states is not None else ""))
+
+
+def _site_argument(text: str) -> tuple[str, int]:
+    name, colon, count = text.partition(":")
+    if not colon or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME:COUNT (north:3), not {text!r}")
+    return name, int(count)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,6 +166,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--arch-mix", action="store_true", help="cycle x86_64, aarch64, armv7l")
     up.add_argument(
         "--busybox", type=int, default=0, metavar="K", help="the last K nodes run BusyBox tools"
+    )
+    up.add_argument(
+        "--site",
+        type=_site_argument,
+        action="append",
+        default=[],
+        metavar="NAME:COUNT",
+        help="COUNT of the last nodes live in site NAME, behind its bastion (repeatable)",
     )
     up.add_argument("--subnet", default=DEFAULT_SUBNET, help="127.X.Y (default %(default)s)")
     up.add_argument("--tmp-size-mb", type=int, default=DEFAULT_TMP_SIZE_MB, help="node /tmp")

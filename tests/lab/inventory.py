@@ -24,14 +24,22 @@ def write_lab_inventory(
     key_path: Path,
     copy_from_dir: Path,
     offline_package_dir: Path,
+    *,
+    bastions: Mapping[str, tuple[str, int]] | None = None,
 ) -> Path:
     """Write the batch config: offline packages, root logins with the lab key, join per node.
 
     copy_from_dir is (re)filled with preflight.sh, which every node's keadm runs as --pre-run.
     The token is random per write: the fake keadm only rejects the literal "invalid".
+    bastions maps each site to its bastion's (address, port): a site node gets ssh.proxyJump
+    in the object form, one list per site that its nodes share (a YAML anchor and aliases).
     """
     copy_from_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(PREFLIGHT_SCRIPT, copy_from_dir / PREFLIGHT_SCRIPT.name)
+    jumps = {
+        site: [jump_host(address, port, key_path.absolute())]
+        for site, (address, port) in (bastions or {}).items()
+    }
     entries = [
         node_entry(
             node.name,
@@ -43,6 +51,7 @@ def write_lab_inventory(
             ),
             key_path=key_path.absolute(),
             copy_from=copy_from_dir.absolute(),
+            proxy_jump=jumps[node.site] if node.site is not None else None,
         )
         for node in nodes
     ]
@@ -68,9 +77,11 @@ def node_entry(
     password: str | None = None,
     user: str = "root",
     copy_from: Path | None = None,
+    proxy_jump: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One `nodes[]` entry in upstream's shape: key login when key_path, else password login;
-    a user other than root gets kenornir's `ssh.sudo`."""
+    a user other than root gets kenornir's `ssh.sudo`; proxy_jump is kenornir's ssh.proxyJump
+    (the list object itself goes in, so nodes given the same list share it in the YAML)."""
     if key_path is not None:
         auth = {"type": "privateKey", "privateKeyAuth": {"privateKeyPath": str(key_path)}}
     else:
@@ -78,10 +89,22 @@ def node_entry(
     ssh: dict[str, Any] = {"ip": address, "username": user, "port": port, "auth": auth}
     if user != "root":
         ssh["sudo"] = True
+    if proxy_jump is not None:
+        ssh["proxyJump"] = proxy_jump
     entry: dict[str, Any] = {"nodeName": name, "keadmCmd": cmd, "ssh": ssh}
     if copy_from is not None:
         entry["copyFrom"] = str(copy_from)
     return entry
+
+
+def jump_host(address: str, port: int, key_path: Path) -> dict[str, Any]:
+    """One ssh.proxyJump hop in the object form: root with the lab key, like a node's ssh."""
+    return {
+        "ip": address,
+        "port": port,
+        "username": "root",
+        "auth": {"type": "privateKey", "privateKeyAuth": {"privateKeyPath": str(key_path)}},
+    }
 
 
 def batch_config(

@@ -1,4 +1,5 @@
-"""The lab: N fake edge nodes on this machine, each a real sshd in its own mount namespace."""
+"""The lab: N fake edge nodes on this machine, each a real sshd in its own mount namespace;
+nodes of a site also in the site's network namespace, behind its bastion (site.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from tests.lab import node as nodes_
+from tests.lab import site as site_
 from tests.lab.accounts import EDGE_USER, SUDO_LOG, SUDO_PASSWORD_USER, LabAccounts
 from tests.lab.host import prepare_host
 from tests.lab.inventory import write_lab_inventory
@@ -30,6 +32,7 @@ from tests.lab.relay import (
     read_counters,
     start_relay,
 )
+from tests.lab.site import LabSite, SiteRecord
 from tests.lab.subnets import DEFAULT_SUBNET, address_in_use, node_address, validate_subnet
 
 DEFAULT_TMP_SIZE_MB = 512
@@ -68,6 +71,8 @@ class Lab:
     The state dir records the PIDs the lab started (lab.json), its key, password and node files,
     so `down` can stop it from any process. A lab already recorded there is picked up.
     With an edge link, clients reach node i through the relay on <subnet>.<i+1>:2222.
+    Site nodes listen on their address inside their site's network namespace only; clients
+    reach them through the site's bastion (lab.site(name).bastion_address:22).
     """
 
     def __init__(self, state_dir: Path, subnet: str | None = None) -> None:
@@ -78,6 +83,7 @@ class Lab:
         self.inventory_path: Path | None = None
         self.edge_link: EdgeLink | None = None
         self._relay_pid: int | None = None
+        self._sites: dict[str, SiteRecord] = {}
         recorded_subnet = self._load()
         self.subnet = subnet or recorded_subnet or DEFAULT_SUBNET
         validate_subnet(self.subnet)
@@ -128,6 +134,33 @@ class Lab:
             raise LabError("this lab has no edge link")
         return read_counters(self.state_dir)
 
+    @property
+    def sites(self) -> dict[str, LabSite]:
+        return {name: self.site(name) for name in self._sites}
+
+    def site(self, name: str) -> LabSite:
+        """The site with the names of its nodes now (add_node and remove_node change them)."""
+        names = tuple(node.name for node in self.nodes if node.site == name)
+        return replace(self._site_record(name).site, node_names=names)
+
+    def bastion_logins(self, site: str) -> int:
+        """Logins the site's bastion accepted so far (its sshd.log)."""
+        return site_.bastion_logins(self._site_record(site).site)
+
+    def bastion_channels(self, site: str) -> int:
+        """direct-tcpip channels (one per node reached through it) the bastion opened so far."""
+        return site_.bastion_channels(self._site_record(site).site)
+
+    def bastion_host_key(self, site: str) -> str:
+        """The bastion's ed25519 host key as an OpenSSH public key line."""
+        key = nodes_.host_key_path(self._site_record(site).site.bastion_dir)
+        return key.with_suffix(".pub").read_text().strip()
+
+    def bastion_banner(self, site: str) -> str | None:
+        """The bastion's SSH banner, read from this machine (through the veth), or None."""
+        bastion = self._site_record(site).site.bastion_node
+        return nodes_.read_banner(bastion.address, bastion.port, timeout=2.0)
+
     def ssh_command(self, name: str, *command: str, user: str = "root") -> list[str]:
         """argv for the system ssh client logging in to a node with the lab key, no known_hosts."""
         node = self.client_node(name)
@@ -149,7 +182,8 @@ class Lab:
     def exec(
         self, name: str, command: str | Sequence[str], stdin: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command as root inside the node's mount namespace (its /tmp, /var/lib/kubeedge).
+        """Run a command as root inside the node's mount namespace (its /tmp, /var/lib/kubeedge)
+        and network namespace (a site's, for a site node).
 
         A string runs through bash -c; a sequence is the argv itself.
         """
@@ -158,7 +192,7 @@ class Lab:
             raise LabError(f"{name} is not running")
         argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
         return subprocess.run(
-            ["nsenter", f"--target={holder_pid}", "--mount", "--", *argv],
+            ["nsenter", f"--target={holder_pid}", "--mount", "--net", "--", *argv],
             input=stdin,
             check=False,
             capture_output=True,
@@ -203,25 +237,41 @@ class Lab:
         tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
         edge_link: EdgeLink | None = None,
         busybox_nodes: int = 0,
+        *,
+        sites: Mapping[str, int] | None = None,
     ) -> list[LabNode]:
         """Start `nodes` nodes (a lab already running in this state dir is stopped first).
 
         Returns once every node's sshd answers. arch_mix cycles x86_64, aarch64, armv7l.
         The last busybox_nodes nodes have BusyBox's head, stat and tar (node.Flavour).
         edge_link puts every node behind its own simulated link (the relay, see relay.py).
+        sites ({"north": 3}) puts the LAST nodes, as many as the counts add up to, in network
+        namespaces of their own behind a bastion each, in the sites' order (site.py); busybox
+        nodes are picked independently, so a node can be both.
 
         Raises:
-            LabError: a node did not come up; everything started is stopped again.
+            LabError: a node or bastion did not come up; everything started is stopped again.
         """
-        if self._records:
+        if self._records or self._sites:
             log.info("stopping the lab already recorded in %s", self.state_dir)
             self.down()
+        sites = dict(sites or {})
+        site_.validate_sites(sites, nodes)
+        if sites and edge_link is not None:
+            # The relay listens on this machine and connects to the nodes from here.
+            raise LabError("a lab has an edge link or sites, not both")
         self._prepare_shared_files()
+        placed = site_.site_of_each_node(nodes, sites)
         for index in range(nodes):
             arch = ARCH_CYCLE[index % len(ARCH_CYCLE)] if arch_mix else ARCH_CYCLE[0]
             flavour: Flavour = "busybox" if index >= nodes - busybox_nodes else "coreutils"
-            self._add_record(index, arch, tmp_size_mb, flavour)
+            self._add_record(index, arch, tmp_size_mb, flavour, placed[index])
+        for site_index, name in enumerate(sites):
+            site = site_.plan_site(self.subnet, site_index, name, self.state_dir)
+            self._sites[name] = SiteRecord(site)
         try:
+            for name in self._sites:
+                self._start_site(name)
             self._start(list(self._records))
             self.edge_link = edge_link
             if edge_link is not None:
@@ -232,20 +282,35 @@ class Lab:
         return self.nodes
 
     def down(self) -> None:
-        """Stop every node: sshd, its sessions, anything else in the node, then the holder."""
+        """Stop every node: sshd, its sessions, anything else in the node, then the holder;
+        then the sites' bastions, veth pairs and network namespaces. Safe after a failed up.
+
+        Raises:
+            LabError: a site's veth or namespace could not be removed (it stays recorded).
+        """
         self._stop_relay()
         self.edge_link = None
         self._stop(list(self._records))
         self._records.clear()
+        self._stop_bastions(list(self._sites))
+        failures = []
+        for record in self._sites.values():
+            try:
+                site_.remove_network(record)
+            except site_.SiteError as error:
+                failures.append(str(error))
+        if failures:
+            self._save()
+            raise LabError(f"could not remove the lab's sites: {'; '.join(failures)}")
+        self._sites.clear()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
 
     def status(self) -> list[NodeStatus]:
-        """Which nodes answer right now: a TCP connect and an SSH banner per node, in parallel."""
+        """Which nodes answer right now: a TCP connect and an SSH banner per node, in parallel
+        (a site node's from inside its site's network namespace)."""
         nodes = self.nodes
         with ThreadPoolExecutor(max_workers=min(64, len(nodes) or 1)) as pool:
-            banners = pool.map(
-                lambda node: nodes_.read_banner(node.address, node.port, timeout=2.0), nodes
-            )
+            banners = pool.map(lambda node: self._read_banner(node, timeout=2.0), nodes)
             return [NodeStatus(node, banner) for node, banner in zip(nodes, banners, strict=True)]
 
     def write_inventory(self, path: Path, offline_package_dir: Path) -> Path:
@@ -256,6 +321,10 @@ class Lab:
             key_path=self.key_path,
             copy_from_dir=self.state_dir / "copy-from",
             offline_package_dir=offline_package_dir,
+            bastions={
+                name: (record.site.bastion_address, record.site.bastion_port)
+                for name, record in self._sites.items()
+            },
         )
         return self.inventory_path
 
@@ -266,14 +335,18 @@ class Lab:
         arch: str = ARCH_CYCLE[0],
         tmp_size_mb: int | None = None,
         flavour: Flavour = "coreutils",
+        site: str | None = None,
     ) -> LabNode:
-        """Start one more node (the next name and address), e.g. with a tiny /tmp."""
+        """Start one more node (the next name and address), e.g. with a tiny /tmp; in one of
+        the lab's sites when `site` names one."""
         if arch not in ARCH_CYCLE:
             raise ValueError(f"arch must be one of {ARCH_CYCLE}, not {arch!r}")
+        if site is not None:
+            self._site_record(site)
         if not self._records:
             self._prepare_shared_files()
         index = max((int(name.split("-")[1]) for name in self._records), default=0)
-        node = self._add_record(index, arch, tmp_size_mb or DEFAULT_TMP_SIZE_MB, flavour)
+        node = self._add_record(index, arch, tmp_size_mb or DEFAULT_TMP_SIZE_MB, flavour, site)
         try:
             self._start([node.name])
             if self.edge_link is not None:  # the relay learns its routes when it starts
@@ -341,6 +414,23 @@ class Lab:
         self.stop_sshd(name)
         self.start_sshd(name)
 
+    def stop_bastion(self, site: str, signal_number: signal.Signals = signal.SIGTERM) -> None:
+        """Kill only the site's bastion listener: its nodes run on, unreachable from here."""
+        record = self._site_record(site)
+        bastion_dir = record.site.bastion_dir
+        if record.sshd_pid is not None and nodes_.is_sshd(record.sshd_pid, bastion_dir):
+            os.kill(record.sshd_pid, signal_number)
+            nodes_.terminate([record.sshd_pid], self._children)
+        record.sshd_pid = None
+        self._save()
+
+    def start_bastion(self, site: str) -> None:
+        """Start the site's bastion listener again (after stop_bastion) and wait for it."""
+        record = self._site_record(site)
+        if record.holder_pid is None:
+            raise LabError(f"site {site} has no bastion namespace; bring the lab up again")
+        self._start_bastion_sshd(record)
+
     def freeze(self, name: str) -> None:
         """SIGSTOP the node's sshd: connects still succeed (kernel backlog) but no banner comes."""
         self._signal_sshd(name, signal.SIGSTOP)
@@ -373,11 +463,49 @@ class Lab:
         self.accounts.prepare()
         nodes_.write_wrappers(self.state_dir)
 
-    def _add_record(self, index: int, arch: str, tmp_size_mb: int, flavour: Flavour) -> LabNode:
+    def _add_record(
+        self, index: int, arch: str, tmp_size_mb: int, flavour: Flavour, site: str | None = None
+    ) -> LabNode:
         address = node_address(self.subnet, index)
-        node = LabNode(nodes_.node_name(index), address, SSH_PORT, arch, tmp_size_mb, flavour)
+        node = LabNode(nodes_.node_name(index), address, SSH_PORT, arch, tmp_size_mb, flavour, site)
         self._records[node.name] = _NodeProcesses(node)
         return node
+
+    def _start_site(self, name: str) -> None:
+        """The site's namespace and veth, then its bastion (holder and sshd)."""
+        record = self._sites[name]
+        try:
+            site_.create_network(record, on_progress=self._save)
+        except site_.SiteError as error:
+            raise LabError(str(error)) from None
+        site = record.site
+        nodes_.prepare_node_dir(site.bastion_dir, site.bastion_node, site_.BASTION_SSHD_OPTIONS)
+        holder = nodes_.start_holder(
+            self.state_dir, site.bastion_dir, site.bastion_node, site.netns_path
+        )
+        self._children[holder.pid] = holder
+        record.holder_pid = holder.pid
+        self._save()
+        nodes_.wait_holder_ready(holder, site.bastion_dir)
+        self._start_bastion_sshd(record)
+
+    def _start_bastion_sshd(self, record: SiteRecord) -> None:
+        site = record.site
+        assert record.holder_pid is not None  # started by _start_site
+        nodes_.prepare_node_dir(site.bastion_dir, site.bastion_node, site_.BASTION_SSHD_OPTIONS)
+        sshd = nodes_.start_sshd(record.holder_pid, site.bastion_dir)
+        self._children[sshd.pid] = sshd
+        record.sshd_pid = sshd.pid
+        self._save()
+        self._wait_for([(site.bastion_node, site.bastion_dir, sshd.pid)])
+
+    def _stop_bastions(self, names: list[str]) -> None:
+        records = [self._sites[name] for name in names]
+        self._stop_processes(
+            [(record.holder_pid, record.sshd_pid, record.site.bastion_dir) for record in records]
+        )
+        for record in records:
+            record.holder_pid = record.sshd_pid = None
 
     def _start(self, names: list[str]) -> None:
         # Another lab's sshd on our address would answer our banner check in our sshd's place.
@@ -392,9 +520,9 @@ class Lab:
             nodes_.prepare_node_dir(self._node_dir(name), self._records[name].node)
         holders = {}
         for name in names:
-            holder = nodes_.start_holder(
-                self.state_dir, self._node_dir(name), self._records[name].node
-            )
+            node = self._records[name].node
+            netns = self._site_record(node.site).site.netns_path if node.site else None
+            holder = nodes_.start_holder(self.state_dir, self._node_dir(name), node, netns)
             self._children[holder.pid] = holder
             self._records[name].holder_pid = holder.pid
             holders[name] = holder
@@ -423,45 +551,80 @@ class Lab:
             nodes_.terminate([self._relay_pid], self._children)
         self._relay_pid = None
 
+    def _read_banner(self, node: LabNode, timeout: float) -> str | None:
+        if node.site is None:
+            return nodes_.read_banner(node.address, node.port, timeout)
+        connect = site_.netns_connector(self._site_record(node.site).site.netns)
+        return nodes_.read_banner(node.address, node.port, timeout, connect)
+
     def _wait_for_banners(self, names: list[str]) -> None:
+        self._wait_for(
+            [
+                (self._records[name].node, self._node_dir(name), self._records[name].sshd_pid)
+                for name in names
+            ]
+        )
+
+    def _wait_for(self, servers: list[tuple[LabNode, Path, int | None]]) -> None:
+        """Wait until each (node, its dir, its sshd pid) answers with an SSH banner."""
         deadline = time.monotonic() + _BANNER_WAIT_SECONDS
 
-        def wait_for(name: str) -> bool:
-            node = self._records[name].node
-            sshd = self._children.get(self._records[name].sshd_pid or 0)
+        def wait_for(server: tuple[LabNode, Path, int | None]) -> bool:
+            node, _, sshd_pid = server
+            sshd = self._children.get(sshd_pid or 0)
             while time.monotonic() < deadline:
                 if sshd is not None and sshd.poll() is not None:
                     return False  # it exited: a config or bind error, see its log
-                if nodes_.read_banner(node.address, node.port, timeout=1.0) is not None:
+                if self._read_banner(node, timeout=1.0) is not None:
                     return True
                 time.sleep(0.05)
             return False
 
-        with ThreadPoolExecutor(max_workers=min(64, len(names))) as pool:
-            silent = [
-                name for name, ok in zip(names, pool.map(wait_for, names), strict=True) if not ok
-            ]
+        with ThreadPoolExecutor(max_workers=min(64, len(servers))) as pool:
+            answers = pool.map(wait_for, servers)
+            silent = [server for server, ok in zip(servers, answers, strict=True) if not ok]
         if silent:
+            names = [node.name for node, _, _ in silent]
             logs = "; ".join(
-                f"{name}: {_tail(self._node_dir(name) / 'sshd.log')}" for name in silent[:3]
+                f"{node.name}: {_tail(node_dir / 'sshd.log')}" for node, node_dir, _ in silent[:3]
             )
-            raise LabError(f"{len(silent)} node(s) did not answer: {', '.join(silent)} ({logs})")
+            raise LabError(f"{len(silent)} node(s) did not answer: {', '.join(names)} ({logs})")
 
     def _stop(self, names: list[str]) -> None:
+        records = [self._record(name) for name in names]
+        self._stop_processes(
+            [
+                (record.holder_pid, record.sshd_pid, self._node_dir(record.node.name))
+                for record in records
+            ]
+        )
+        for record in records:
+            record.sshd_pid = record.holder_pid = None
+
+    def _stop_processes(self, servers: list[tuple[int | None, int | None, Path]]) -> None:
+        """Stop each (holder pid, sshd pid, node dir): sshd, all in the holder's namespace, then
+        the holder; a recorded pid that is no longer that process is left alone."""
         holders, inside = [], []
-        for name in names:
-            record = self._record(name)
-            node_dir = self._node_dir(name)
-            if record.sshd_pid is not None and nodes_.is_sshd(record.sshd_pid, node_dir):
-                inside.append(record.sshd_pid)
-            if record.holder_pid is not None and nodes_.is_holder(record.holder_pid, node_dir):
-                holders.append(record.holder_pid)
-                inside.extend(nodes_.namespace_members(record.holder_pid))
+        for holder_pid, sshd_pid, node_dir in servers:
+            if sshd_pid is not None and (
+                nodes_.is_sshd(sshd_pid, node_dir) or self._running_child(sshd_pid)
+            ):
+                inside.append(sshd_pid)
+            if holder_pid is not None and nodes_.is_holder(holder_pid, node_dir):
+                holders.append(holder_pid)
+                inside.extend(nodes_.namespace_members(holder_pid))
+            elif holder_pid is not None and self._running_child(holder_pid):
+                # Still setting up (an up that failed or was interrupted): its mount namespace
+                # may not be its own yet, so only the holder itself is stopped.
+                holders.append(holder_pid)
         # The holder last: while it lives, everything that entered its namespace can be found.
         nodes_.terminate(set(inside), self._children)
         nodes_.terminate(holders, self._children)
-        for name in names:
-            self._records[name].sshd_pid = self._records[name].holder_pid = None
+
+    def _running_child(self, pid: int) -> bool:
+        """pid is a process this Lab started and has not reaped (so not a reused pid)."""
+        child = self._children.get(pid)
+        return child is not None and child.poll() is None
 
     def _signal_sshd(self, name: str, signal_number: signal.Signals) -> None:
         record = self._record(name)
@@ -474,6 +637,12 @@ class Lab:
             return self._records[name]
         except KeyError:
             raise LabError(f"no node {name!r} in the lab at {self.state_dir}") from None
+
+    def _site_record(self, name: str) -> SiteRecord:
+        try:
+            return self._sites[name]
+        except KeyError:
+            raise LabError(f"no site {name!r} in the lab at {self.state_dir}") from None
 
     def _node_dir(self, name: str) -> Path:
         return self.state_dir / "nodes" / name
@@ -491,6 +660,7 @@ class Lab:
                 }
                 for record in self._records.values()
             ],
+            "sites": [record.to_state() for record in self._sites.values()],
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         partial = self.state_dir / f"{STATE_FILE}.partial"
@@ -509,6 +679,9 @@ class Lab:
         if state.get("edge_link"):
             self.edge_link = EdgeLink(**state["edge_link"])
         self._relay_pid = state.get("relay_pid")
+        for entry in state.get("sites", []):
+            record = SiteRecord.from_state(entry)
+            self._sites[record.site.name] = record
         subnet: str = state["subnet"]
         return subnet
 
@@ -538,4 +711,5 @@ class LabFactory(Protocol):
         arch_mix: bool = False,
         tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
         busybox_nodes: int = 0,
+        sites: Mapping[str, int] | None = None,
     ) -> Lab: ...

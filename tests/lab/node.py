@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -80,6 +80,9 @@ class LabNode:
     arch: str
     tmp_size_mb: int
     flavour: Flavour = "coreutils"
+    # The lab site whose bastion the node is reached through: it lives in that site's network
+    # namespace. None: on this machine's loopback (see site.py).
+    site: str | None = None
 
     @property
     def goarch(self) -> str:
@@ -111,12 +114,16 @@ def write_wrappers(state_dir: Path) -> None:
         wrapper.chmod(0o755)
 
 
-def prepare_node_dir(node_dir: Path, node: LabNode) -> None:
-    """The node's host key (kept across restarts unless rotated) and its sshd_config."""
+def prepare_node_dir(node_dir: Path, node: LabNode, extra_options: str = "") -> None:
+    """The node's host key (kept across restarts unless rotated) and its sshd_config.
+
+    extra_options go first in the config: sshd takes the first value of each keyword, so they
+    override the node's own (a bastion's LogLevel, say).
+    """
     node_dir.mkdir(parents=True, exist_ok=True)
     if not host_key_path(node_dir).is_file():
         write_ed25519_key(host_key_path(node_dir), comment=node.name)
-    sshd_config_path(node_dir).write_text(_sshd_config(node_dir, node))
+    sshd_config_path(node_dir).write_text(_sshd_config(node_dir, node, extra_options))
 
 
 def host_key_path(node_dir: Path, key_type: str = HOST_KEY_TYPES[0]) -> Path:
@@ -139,7 +146,7 @@ def sshd_config_path(node_dir: Path) -> Path:
     return node_dir / "sshd_config"
 
 
-def _sshd_config(node_dir: Path, node: LabNode) -> str:
+def _sshd_config(node_dir: Path, node: LabNode, extra_options: str) -> str:
     host_keys = "\n".join(
         f"HostKey {host_key_path(node_dir, key_type)}"
         for key_type in HOST_KEY_TYPES
@@ -147,7 +154,7 @@ def _sshd_config(node_dir: Path, node: LabNode) -> str:
     )
     return f"""\
 # kenornir lab node {node.name} ({node.arch}); written by tests/lab, rewritten on every start.
-ListenAddress {node.address}:{node.port}
+{extra_options}ListenAddress {node.address}:{node.port}
 {host_keys}
 PidFile none
 LogLevel INFO
@@ -172,11 +179,20 @@ Subsystem sftp internal-sftp
 """
 
 
-def start_holder(state_dir: Path, node_dir: Path, node: LabNode) -> subprocess.Popen[bytes]:
-    """Start the node's namespace holder; `wait_holder_ready` then waits for its mounts."""
+def start_holder(
+    state_dir: Path, node_dir: Path, node: LabNode, netns: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the node's namespace holder; `wait_holder_ready` then waits for its mounts.
+
+    With netns (a site's /run/netns/<name>) the holder lives in that network namespace, and so
+    does everything that enters it (its sshd, Lab.exec). nsenter and unshare exec without
+    forking here, so the pid is the holder's own.
+    """
+    enter_netns = ("nsenter", f"--net={netns}", "--") if netns is not None else ()
     with (node_dir / "holder.log").open("ab") as log_file:
         return subprocess.Popen(
             [
+                *enter_netns,
                 *("unshare", "--mount", "--propagation", "private", "--"),
                 *("/bin/bash", "-c", _HOLDER_SCRIPT, HOLDER_TAG),
                 *(str(state_dir), str(node_dir), node.arch, str(node.tmp_size_mb)),
@@ -205,11 +221,12 @@ def wait_holder_ready(holder: subprocess.Popen[bytes], node_dir: Path) -> None:
 
 
 def start_sshd(holder_pid: int, node_dir: Path) -> subprocess.Popen[bytes]:
-    """Start the node's sshd inside the holder's mount namespace (its log: node_dir/sshd.log)."""
+    """Start the node's sshd inside the holder's mount and network namespaces (the latter
+    this machine's own but for a site node); its log: node_dir/sshd.log."""
     with (node_dir / "sshd.log").open("ab") as log_file:
         return subprocess.Popen(
             [
-                *("nsenter", f"--target={holder_pid}", "--mount", "--"),
+                *("nsenter", f"--target={holder_pid}", "--mount", "--net", "--"),
                 *(str(SSHD), "-f", str(sshd_config_path(node_dir)), "-D", "-e"),
             ],
             stdin=subprocess.DEVNULL,
@@ -219,10 +236,18 @@ def start_sshd(holder_pid: int, node_dir: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def read_banner(address: str, port: int, timeout: float) -> str | None:
-    """The SSH identification line the server at address:port sends, or None when it does not."""
+Connect = Callable[[tuple[str, int], float], socket.socket]
+
+
+def read_banner(
+    address: str, port: int, timeout: float, connect: Connect = socket.create_connection
+) -> str | None:
+    """The SSH identification line the server at address:port sends, or None when it does not.
+
+    connect makes the connection (site.netns_connector: from inside a site's namespace).
+    """
     try:
-        with socket.create_connection((address, port), timeout=timeout) as connection:
+        with connect((address, port), timeout) as connection:
             connection.settimeout(timeout)
             received = b""
             while b"\n" not in received and len(received) < 256:
