@@ -19,6 +19,7 @@ from nornir.core import Nornir
 from nornir.core.task import AggregatedResult
 
 from kenornir.config import BatchConfig, TransferMode, load_config
+from kenornir.connection.jumps import JumpPool
 from kenornir.exit_codes import EXIT_OK, EXIT_PREPARE_FAILED
 from kenornir.outcome import NodeOutcome, Status
 from kenornir.packages import KeadmPackage, PackageError, prepare_packages
@@ -34,6 +35,7 @@ from kenornir.report import (
     totals,
     write_report,
 )
+from kenornir.retry import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_S, RetryPolicy
 from kenornir.tasks.join import join_node
 
 
@@ -62,6 +64,9 @@ class RunOptions:
     verify_checksum: bool | None = None  # None: as the config says
     run_dir: Path | None = None
     transfer: TransferMode | None = None  # None: as the config says
+    retries: int = DEFAULT_RETRIES  # tries again after a transient fault (kenornir.retry)
+    retry_delay: float = DEFAULT_RETRY_DELAY_S
+    rejoin: bool = False  # reset and join nodes joined already, instead of skipping them
 
 
 @dataclass
@@ -85,6 +90,8 @@ def nornir_settings(
     ssh: Mapping[str, Any] | None = None,
     stop_event: threading.Event | None = None,
     transfer: TransferMode | None = None,
+    retry: RetryPolicy | None = None,
+    rejoin: bool = False,
 ) -> dict[str, Any]:
     """InitNornir's keyword arguments for a batch config: `InitNornir(**nornir_settings(path))`.
 
@@ -97,6 +104,8 @@ def nornir_settings(
             known_hosts, keepalive_seconds) for the kenornir_ssh connection plugin.
         stop_event: set it to stop the run: no new node starts, running commands are killed.
         transfer: how files reach nodes (auto, stream, sftp); default the config's `transfer`.
+        retry: how join_node retries transient faults; default RetryPolicy().
+        rejoin: join_node resets and joins nodes joined already instead of skipping them.
     """
     batch = _as_config(config)
     return {
@@ -108,6 +117,10 @@ def nornir_settings(
                 "ssh": dict(ssh or {}),
                 "stop_event": stop_event,
                 "transfer": transfer or batch.transfer,
+                "retry": retry or RetryPolicy(),
+                "rejoin": rejoin,
+                # Nodes behind one jump host share its login (see connection.jumps).
+                "jump_pool": JumpPool(),
             }
         },
     }
@@ -120,13 +133,20 @@ def init_nornir(
     ssh: Mapping[str, Any] | None = None,
     stop_event: threading.Event | None = None,
     transfer: TransferMode | None = None,
+    retry: RetryPolicy | None = None,
+    rejoin: bool = False,
 ) -> Nornir:
     """A Nornir over the config's nodes (see nornir_settings for the arguments)."""
-    return InitNornir(
-        **nornir_settings(
-            config, workers=workers, ssh=ssh, stop_event=stop_event, transfer=transfer
-        )
+    settings = nornir_settings(
+        config,
+        workers=workers,
+        ssh=ssh,
+        stop_event=stop_event,
+        transfer=transfer,
+        retry=retry,
+        rejoin=rejoin,
     )
+    return InitNornir(**settings)
 
 
 def selected_names(batch: BatchConfig, selection: Selection) -> list[str]:
@@ -266,12 +286,17 @@ def run_batch(
                 ssh=_ssh_options(options),
                 stop_event=stop_event,
                 transfer=options.transfer,
+                retry=RetryPolicy(options.retries, options.retry_delay),
+                rejoin=options.rejoin,
             )
             selected = nr.filter(filter_func=lambda host: host.name in set(names))
-            with _stop_on_signals(stop_event, terminal):
-                results = selected.with_processors([recorder]).run(
-                    task=join_node, name="join_node", packages=packages, on_failed=True
-                )
+            try:
+                with _stop_on_signals(stop_event, terminal):
+                    results = selected.with_processors([recorder]).run(
+                        task=join_node, name="join_node", packages=packages, on_failed=True
+                    )
+            finally:
+                nr.config.user_defined["kenornir"]["jump_pool"].close()
             interrupted = stop_event.is_set()
     finally:
         terminal.close()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from kenornir import __version__
 from kenornir.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREPARE_FAILED, EXIT_USAGE
+from kenornir.retry import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_S
 
 # Heavy modules (yaml, jinja2, nornir, paramiko) are imported inside the subcommands, so that
 # `kenornir --help` and `--version` stay instant.
@@ -105,6 +106,13 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", dest="config_option", metavar="CONFIG", help="the same, keadm's spelling"
     )
+    parser.add_argument(
+        "--ssh-config",
+        type=Path,
+        metavar="FILE",
+        help="an OpenSSH client config whose Host blocks give the nodes' HostName, User, Port, "
+        "IdentityFile and ProxyJump where the batch config does not (never read unless given)",
+    )
 
 
 def load_or_report(args: argparse.Namespace) -> BatchConfig | None:
@@ -116,7 +124,7 @@ def load_or_report(args: argparse.Namespace) -> BatchConfig | None:
     from kenornir.config import ConfigError, exposed_secrets_warning, load_config
 
     try:
-        config = load_config(given[0])
+        config = load_config(given[0], ssh_config=args.ssh_config)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -396,6 +404,28 @@ def add_run(subcommands: Subcommands) -> None:
         "(resumable); auto, the default, streams where the node's `head -c` is exact and uses "
         "SFTP elsewhere (BusyBox); overrides the config's `transfer`",
     )
+    tuning.add_argument(
+        "--retries",
+        type=_whole_number,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help="tries again after a transient fault (no answer, a lost connection) before keadm "
+        f"starts; keadm and hooks are never retried (default {DEFAULT_RETRIES})",
+    )
+    tuning.add_argument(
+        "--retry-delay",
+        type=_positive_float,
+        default=DEFAULT_RETRY_DELAY_S,
+        metavar="S",
+        help="first wait before a retry, doubled each time, with jitter "
+        f"(default {DEFAULT_RETRY_DELAY_S:g})",
+    )
+    tuning.add_argument(
+        "--rejoin",
+        action="store_true",
+        help="a join on a node joined already (/etc/kubeedge/config/edgecore.yaml exists) runs "
+        "`keadm reset` first; by default such a node is skipped",
+    )
     add_package_arguments(tuning)
     output = parser.add_argument_group("output")
     output.add_argument("--run-dir", type=Path, metavar="DIR", help="default kenornir-runs/<UTC>")
@@ -426,6 +456,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 0")
     return value
 
 
@@ -471,6 +508,9 @@ def run(args: argparse.Namespace) -> int:
         verify_checksum=False if args.insecure_skip_checksum else None,
         run_dir=args.run_dir,
         transfer=args.transfer,
+        retries=args.retries,
+        retry_delay=args.retry_delay,
+        rejoin=args.rejoin,
     )
     # With --json, stdout carries the report alone; the live lines go to stderr.
     live = sys.stderr if args.json else sys.stdout

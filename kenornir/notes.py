@@ -12,11 +12,13 @@ this module is the controller side: where notes live, what they say, what a prob
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 # A note's name: "." + the file's name + this. Uploads may not use such names.
 NOTE_SUFFIX = ".kenornir"
+# How part files end (part_path). Uploads may not use such names either.
+PART_SUFFIX = ".kenornir-part"
 # Ends the notes in the held-files listing; the files' identities follow.
 NOTES_END = "__kenornir_notes_end__"
 # What the userland line of a probe says of a node whose `head -c` is exact.
@@ -35,6 +37,15 @@ class FileVersion:
 def note_path(remote: str) -> str:
     """Where kenornir notes what it wrote to `remote`: `<sha256> <identity> <mode>`."""
     return posixpath.join(posixpath.dirname(remote), f".{posixpath.basename(remote)}{NOTE_SUFFIX}")
+
+
+def part_path(remote: str, sha256: str, form: str = "") -> str:
+    """Where the bytes of an upload to remote gather until all have arrived: named by the
+    content (and the packed form sent, "zst" or "tgz"; "" for the file as it is), so a cut
+    upload resumes into the part of the same content, on the next attempt or the next run, by
+    either transfer path."""
+    packed = f".{form}" if form else ""
+    return f"{remote}.{sha256[:16]}{packed}{PART_SUFFIX}"
 
 
 def note_line(sha256: str, identity: str, mode: int) -> str:
@@ -56,11 +67,14 @@ class RemoteState:
     unchanged: frozenset[FileVersion]
     has_zstd: bool
     exact_head: bool
+    held_parts: Mapping[str, int] = field(default_factory=dict)  # part_path -> bytes in it
 
 
-def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) -> RemoteState:
+def parse_remote_state(
+    versions: Sequence[FileVersion], lines: Sequence[str], parts: Sequence[str] = ()
+) -> RemoteState:
     """What shell.remote_state printed: a probe may ask about several versions of one path
-    (keadm for each arch)."""
+    (keadm for each arch), and how much of each of parts (part_path) a cut upload left."""
     userland, *rest = lines
     end = rest.index(NOTES_END)
     notes: dict[str, str] = {}
@@ -76,5 +90,6 @@ def parse_remote_state(versions: Sequence[FileVersion], lines: Sequence[str]) ->
         if v.remote in identities
         and notes.get(v.remote) == note_line(v.sha256, identities[v.remote], v.mode)
     }
+    held_parts = {part: int(identities[part].split()[1]) for part in parts if part in identities}
     decoder, _, head = userland.partition(" ")
-    return RemoteState(frozenset(unchanged), decoder == "zstd", head == EXACT_HEAD)
+    return RemoteState(frozenset(unchanged), decoder == "zstd", head == EXACT_HEAD, held_parts)

@@ -12,7 +12,7 @@ class Status(StrEnum):
     FAILED = "failed"  # the node answered, then something went wrong (auth included)
     UNREACHABLE = "unreachable"  # the node never answered
     INTERRUPTED = "interrupted"  # it was running when the run was stopped
-    SKIPPED = "skipped"  # it never started
+    SKIPPED = "skipped"  # it never started, or was joined already (nothing to do)
 
 
 class Stage(StrEnum):
@@ -20,6 +20,7 @@ class Stage(StrEnum):
     ARCH = "arch"
     STAGE_DIR = "stage-dir"
     UPLOAD = "upload"
+    RESET = "reset"  # keadm reset before the join of a node joined already (--rejoin)
     PRE_RUN = "pre-run"
     KEADM = "keadm"
     POST_RUN = "post-run"
@@ -34,11 +35,13 @@ class StageFailed(Exception):
         *,
         status: Status = Status.FAILED,
         exit_code: int | None = None,
+        connection_lost: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.exit_code = exit_code
+        self.connection_lost = connection_lost  # a transient fault (kenornir.retry)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class NodeOutcome:
     exit_code: int | None = None
     changed: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    attempts: int = 1  # tries, the retried transient faults included
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)

@@ -280,7 +280,8 @@ def outcome_line(outcome: NodeOutcome) -> str:
         line += f" at {outcome.stage}"
     if outcome.reason and outcome.status is not Status.OK:
         line += f": {outcome.reason}"
-    return line + f" ({outcome.duration_s:.1f}s)"
+    tries = f"{outcome.attempts} attempts, " if outcome.attempts > 1 else ""
+    return line + f" ({tries}{outcome.duration_s:.1f}s)"
 
 
 def append_event(run_dir: Path, record: Mapping[str, Any], secrets: Sequence[str]) -> None:
@@ -313,8 +314,11 @@ def totals(outcomes: Iterable[NodeOutcome]) -> dict[str, int]:
 
 
 def summary_table(outcomes: Sequence[NodeOutcome], run_dir: Path) -> str:
-    """The end-of-run table: one row per node, totals, and where the logs are."""
-    header = ("NODE", "ADDRESS", "ARCH", "STATUS", "STAGE", "TIME", "REASON")
+    """The end-of-run table: one row per node, totals, and where the logs are. A TRIES column
+    appears when a node needed more than one attempt (retried transient faults)."""
+    retried = any(o.attempts > 1 for o in outcomes)
+    header = ("NODE", "ADDRESS", "ARCH", "STATUS", "STAGE", "TIME", *(("TRIES",) * retried))
+    header += ("REASON",)
     rows = [
         (
             o.node,
@@ -323,6 +327,7 @@ def summary_table(outcomes: Sequence[NodeOutcome], run_dir: Path) -> str:
             str(o.status),
             str(o.stage) if o.stage else "-",
             f"{o.duration_s:.1f}s",
+            *((str(o.attempts),) * retried),
             (o.reason or "") if o.status is not Status.OK else "",
         )
         for o in outcomes

@@ -14,7 +14,15 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from kenornir.notes import EXACT_HEAD, NOTE_SUFFIX, NOTES_END, FileVersion, note_path
+from kenornir.notes import (
+    EXACT_HEAD,
+    NOTE_SUFFIX,
+    NOTES_END,
+    PART_SUFFIX,
+    FileVersion,
+    note_path,
+    part_path,
+)
 
 # The first stdout line of every command carries the remote process group id after a mark
 # (this, a nonce and "="), so an interrupted or timed-out command can be killed on the node,
@@ -27,7 +35,6 @@ REFUSED_EXIT = 197
 MISMATCH_EXIT = 196
 # How the node functions begin the stderr lines that say why they refused.
 OWN_COMPLAINT = "kenornir: "
-PART_SUFFIX = ".kenornir-part"
 # Separates the answers of a probe's questions in its output.
 SECTION_MARK = "__kenornir_section__"
 
@@ -108,16 +115,43 @@ kn_trusted_staging() {
     printf '@OWN_COMPLAINT@%s\n' "${kn_verdict#unsafe: }" >&2
     exit @REFUSED_EXIT@
 }
-# kn_take BYTES PART [FILTER...]: the next BYTES bytes of stdin ("rest": all that is left),
-# through FILTER (an unpacker) when given, into PART.
+# kn_read BYTES: the next BYTES bytes of stdin ("rest": all that is left) to stdout.
+kn_read() { if [ "$1" = rest ]; then cat; else head -c "$1"; fi; }
+# kn_take BYTES SENT OFFSET TOTAL PART [FILTER...]: the next BYTES bytes of stdin (kn_read)
+# complete SENT, the part file of the form sent, which holds its first OFFSET bytes from a cut
+# upload already (0: none) and must end up with TOTAL bytes. With FILTER (an unpacker) all of
+# SENT goes through it into PART as the bytes arrive; without one SENT is the file's own part.
+# A SENT cut short by the end of the stream (a lost connection) stays for the next try; one
+# whose writing failed (a full disk) goes; one that arrived whole but does not unpack goes too,
+# and then kn_take exits @MISMATCH_EXIT@.
 kn_take() {
-    kn_bytes=$1 kn_part=$2
-    shift 2
-    if [ "$kn_bytes" = rest ] && [ "$#" -eq 0 ]; then cat
-    elif [ "$kn_bytes" = rest ]; then "$@"
-    elif [ "$#" -eq 0 ]; then head -c "$kn_bytes"
-    else head -c "$kn_bytes" | "$@"
-    fi >"$kn_part"
+    kn_bytes=$1 kn_sent=$2 kn_offset=$3 kn_total=$4 kn_part=$5
+    shift 5
+    if [ "$#" -eq 0 ] && [ "$kn_offset" = 0 ]; then kn_read "$kn_bytes" >"$kn_sent"
+    elif [ "$#" -eq 0 ]; then kn_read "$kn_bytes" >>"$kn_sent"
+    elif [ "$kn_offset" = 0 ]; then kn_read "$kn_bytes" | tee -- "$kn_sent" | "$@" >"$kn_part"
+    else { cat -- "$kn_sent" && kn_read "$kn_bytes" | tee -a -- "$kn_sent"; } | "$@" >"$kn_part"
+    fi
+    kn_status=$?
+    kn_got=$(stat -c %s -- "$kn_sent" 2>/dev/null) || kn_got=0
+    if [ "$kn_got" = "$kn_total" ]; then
+        [ "$kn_status" = 0 ] && return
+        rm -f -- "$kn_sent"
+        printf '@OWN_COMPLAINT@%s: what arrived does not unpack\n' "$kn_sent" >&2
+        return @MISMATCH_EXIT@
+    fi
+    [ "$(head -c 1 | wc -c)" -eq 0 ] || rm -f -- "$kn_sent"
+    printf '%s: %s of %s bytes arrived\n' "$kn_sent" "$kn_got" "$kn_total" >&2
+    return 1
+}
+# kn_sum_is FILE SHA256 NAME: FILE has that content; else it goes, the complaint names NAME and
+# kn_sum_is exits @MISMATCH_EXIT@.
+kn_sum_is() {
+    kn_sum=$(kn_sha256 <"$1")
+    [ "$kn_sum" = "$2" ] && return
+    rm -f -- "$1"
+    printf '@OWN_COMPLAINT@%s: what arrived has sha256 %s, not %s\n' "$3" "$kn_sum" "$2" >&2
+    return @MISMATCH_EXIT@
 }
 # kn_arrived PART SIZE NAME: PART holds exactly SIZE bytes, else say how many of NAME arrived.
 kn_arrived() {
@@ -165,29 +199,28 @@ kn_holds() {
     [ "$(kn_sha256 <"$1")" != "$4" ] || echo same
 }
 # kn_adopt SOURCE FINAL MODE SHA256 NOTE [FILTER...]: what arrived in SOURCE becomes FINAL with
-# MODE once its sha256 is SHA256; NOTE (empty: none) records it. SOURCE is FINAL's part file, or
-# else (a packed part, or one the login user uploaded elsewhere on sudo nodes) it is copied,
-# through FILTER (an unpacker) when given, into a new file beside FINAL first, and the copy is
-# what is checked and installed: nothing the login user does to SOURCE afterwards counts. What
-# does not unpack or does not match removes what arrived and exits @MISMATCH_EXIT@.
+# MODE once its sha256 is SHA256; NOTE (empty: none) records it. SOURCE is FINAL's part file
+# (part_path), or else (a packed part, or one the login user uploaded elsewhere on sudo nodes) it
+# is copied, through FILTER (an unpacker) when given, into a new file beside FINAL first, and the
+# copy is what is checked and installed: nothing the login user does to SOURCE afterwards
+# counts. What does not unpack or does not match removes what arrived and exits @MISMATCH_EXIT@.
 kn_adopt() {
     kn_source=$1 kn_final=$2 kn_mode=$3 kn_sha=$4 kn_note=$5
     shift 5
     kn_part=$kn_source
-    if [ "$#" -gt 0 ] || [ "$kn_source" != "$kn_final@PART_SUFFIX@" ]; then
+    case $#:$kn_source in
+    "0:$kn_final".????????????????@PART_SUFFIX@) ;;
+    *)
         [ "$#" -gt 0 ] || set -- cat
         kn_part=$(mktemp -- "$kn_final.XXXXXXXX") || return 1
         if ! "$@" <"$kn_source" >"$kn_part"; then
             rm -f -- "$kn_part" "$kn_source"
             printf '@OWN_COMPLAINT@%s: what arrived does not unpack\n' "$kn_final" >&2
             return @MISMATCH_EXIT@
-        fi
-    fi
-    kn_sum=$(kn_sha256 <"$kn_part")
-    if [ "$kn_sum" != "$kn_sha" ]; then
-        rm -f -- "$kn_part" "$kn_source"
-        printf '@OWN_COMPLAINT@%s: what arrived has sha256 %s, not %s\n' \
-            "$kn_final" "$kn_sum" "$kn_sha" >&2
+        fi ;;
+    esac
+    if ! kn_sum_is "$kn_part" "$kn_sha" "$kn_final"; then
+        rm -f -- "$kn_source"
         return @MISMATCH_EXIT@
     fi
     kn_install "$kn_part" "$kn_final" "$kn_mode" "$kn_sha" "$kn_note" && rm -f -- "$kn_source"
@@ -356,12 +389,14 @@ def free_space(directory: str) -> str:
 # --- files ----------------------------------------------------------------------------------
 
 
-def _held_files(paths: Sequence[str]) -> str:
-    """Lines printing every note of paths, NOTES_END, then every file's identity: three
-    processes however many files (see parse in kenornir.tasks.transfer)."""
+def _held_files(paths: Sequence[str], parts: Sequence[str]) -> str:
+    """Lines printing every note of paths, NOTES_END, then the identity of every file of paths
+    and parts (part_path) that exists: three processes however many files (see
+    notes.parse_remote_state)."""
     unique = list(dict.fromkeys(_absolute(path) for path in paths))
     notes = words("kn_notes", *(note_path(path) for path in unique))
-    return f"{notes}; {words('echo', NOTES_END)}; {words('kn_identities', *unique)}"
+    identities = words("kn_identities", *unique, *(_absolute(part) for part in parts))
+    return f"{notes}; {words('echo', NOTES_END)}; {identities}"
 
 
 # One line: whether zstd works (it must run, not just be on the PATH: a broken one falls back to
@@ -372,53 +407,75 @@ _USERLAND = (
 )
 
 
-def remote_state(paths: Sequence[str]) -> str:
+def remote_state(paths: Sequence[str], parts: Sequence[str] = ()) -> str:
     """The script whose output says what the node's userland can do (_USERLAND), then what
     _held_files prints."""
-    return script(_USERLAND, _held_files(paths))
+    return script(_USERLAND, _held_files(paths, parts))
 
 
-def probe(staging: str, owner_uid: str, paths: Sequence[str]) -> str:
-    """`uname -m`, staging_check and remote_state in one script, their answers separated by
-    SECTION_MARK lines."""
+def probe(
+    staging: str, owner_uid: str, paths: Sequence[str], joined_mark: str, parts: Sequence[str] = ()
+) -> str:
+    """`uname -m`, staging_check, remote_state and whether joined_mark exists (`joined` or
+    `fresh`) in one script, their answers separated by SECTION_MARK lines."""
     section = words("echo", SECTION_MARK)
     verdict = _staging_verdict(staging, owner_uid)
-    return script("uname -m", section, verdict, section, _USERLAND, _held_files(paths))
+    joined = words("test", "-e", _absolute(joined_mark)) + " && echo joined || echo fresh"
+    held = (_USERLAND, _held_files(paths, parts))
+    return script("uname -m", section, verdict, section, *held, section, joined)
 
 
 @dataclass(frozen=True)
 class Incoming:
-    """One file of an upload stream as the node receives it."""
+    """One file of an upload stream as the node receives it: the form sent (the file, or packed)
+    gathers in its part file, from where a cut upload left it (offset)."""
 
     version: FileVersion
-    sent_bytes: int | None  # None: the rest of the stream (the last file)
     size: int  # what it must measure once unpacked
+    sent_size: int  # what the form sent measures
+    last: bool  # the last file of the stream takes the rest of it
     unpack: tuple[str, ...] = ()  # the filter's argv, e.g. ("zstd", "-dcq")
+    form: str = ""  # the packed form sent ("zst", "tgz"); "" for the file itself
+    offset: int = 0  # bytes of the form sent that the node holds already
+
+    @property
+    def sent_part(self) -> str:
+        """Where the bytes sent gather: the final path is never partial."""
+        return part_path(self.version.remote, self.version.sha256, self.form)
 
     @property
     def part(self) -> str:
-        """Where the upload lands first: the final path is never partial."""
-        return self.version.remote + PART_SUFFIX
+        """Where the file itself gathers: the sent part, or what it unpacks into."""
+        return part_path(self.version.remote, self.version.sha256)
 
 
 def receive(files: Sequence[Incoming]) -> str:
     """The script that takes every file off stdin, one after the other, and puts it in place.
 
-    The staging dirs are checked first (as whoever writes there). Each file is unpacked when
-    packed and checked for its full size; only then are modes set, files renamed over their
-    final paths and notes written. Part files never outlive the script.
+    The staging dirs are checked first (as whoever writes there). Each file's bytes go to its
+    part file (kn_take), after those a cut upload left there; a packed file is unpacked as they
+    arrive. Every file is checked for its full size, a resumed file for its sha256 too (a
+    packed one is by the checksum its form carries); only then are modes set, files renamed
+    over their final paths and notes written. Unpacked parts never outlive the script; the
+    sent parts of a cut upload stay for the next try.
     """
-    parts = [_absolute(item.part) for item in files]
+    unpacked = [_absolute(item.part) for item in files if item.unpack]
     lines = [
-        words("trap", words("rm", "-f", "--", *parts), "EXIT"),
+        *([words("trap", words("rm", "-f", "--", *unpacked), "EXIT")] if unpacked else []),
         words("trap", "exit 1", "HUP", "INT", "TERM", "PIPE"),
         *_trusted_staging(item.version.remote for item in files),
     ]
     for item in files:
-        sent = "rest" if item.sent_bytes is None else str(item.sent_bytes)
-        lines.append(words("kn_take", sent, item.part, *item.unpack) + " || exit 1")
-        arrived = words("kn_arrived", item.part, str(item.size), item.version.remote)
-        lines.append(arrived + " || exit 1")
+        version = item.version
+        taken = "rest" if item.last else str(item.sent_size - item.offset)
+        sizes = (str(item.offset), str(item.sent_size))
+        take = words("kn_take", taken, _absolute(item.sent_part), *sizes, item.part, *item.unpack)
+        lines.append(take + " || exit")
+        if item.unpack:
+            arrived = words("kn_arrived", item.part, str(item.size), version.remote)
+            lines.append(arrived + " || exit 1")
+        elif item.offset:
+            lines.append(words("kn_sum_is", item.part, version.sha256, version.remote) + " || exit")
     for item in files:
         version = item.version
         install = words(
@@ -429,7 +486,8 @@ def receive(files: Sequence[Incoming]) -> str:
             version.sha256,
             note_path(version.remote),
         )
-        lines.append(install + " || exit 1")
+        done = f" && {words('rm', '-f', '--', item.sent_part)}" if item.unpack else ""
+        lines.append(install + done + " || exit 1")
     return script(*lines)
 
 

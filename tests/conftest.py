@@ -11,6 +11,7 @@ import pytest
 
 from tests.lab import DEFAULT_TMP_SIZE_MB, Lab, LabFactory, ensure_packages, leased_subnet
 from tests.lab.host import lab_unavailable_reason
+from tests.lab.relay import EdgeLink
 
 SESSION_LAB_NODES = 12
 # Small packages keep the suite fast; the lab CLI's default is 80 MiB like the real binary.
@@ -71,8 +72,10 @@ def make_lab(tmp_path: Path) -> Iterator[LabFactory]:
             nodes: int = 1,
             arch_mix: bool = False,
             tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
+            *,
             busybox_nodes: int = 0,
             sites: Mapping[str, int] | None = None,
+            edge_link: EdgeLink | None = None,
         ) -> Lab:
             subnet = cleanup.enter_context(leased_subnet())
             small_lab = Lab(tmp_path / f"lab-{subnet}", subnet)
@@ -83,7 +86,17 @@ def make_lab(tmp_path: Path) -> Iterator[LabFactory]:
                 tmp_size_mb=tmp_size_mb,
                 busybox_nodes=busybox_nodes,
                 sites=sites,
+                edge_link=edge_link,
             )
             return small_lab
 
         yield make
+
+
+@pytest.fixture(autouse=True)
+def _session_lab_unjoined(request: pytest.FixtureRequest) -> None:
+    """Tests that share the session lab start from nodes that are not joined: the fake keadm,
+    like the real one, refuses to join a node again, and kenornir skips a joined node. The join
+    records stay (tests compare counts before and after)."""
+    if "lab" in request.fixturenames:
+        request.getfixturevalue("lab").forget_joins()

@@ -29,7 +29,12 @@ class FakeKeadm:
         self.workdir.mkdir(parents=True)
         shutil.copy2(FAKE_KEADM_SCRIPT, self.workdir / "keadm")
         self.record_dir = root / "var-lib-kubeedge"
-        self.environment = {**os.environ, "KEADM_FAKE_RECORD_DIR": str(self.record_dir)}
+        self.etc_dir = root / "etc-kubeedge"
+        self.environment = {
+            **os.environ,
+            "KEADM_FAKE_RECORD_DIR": str(self.record_dir),
+            "KEADM_FAKE_ETC_DIR": str(self.etc_dir),
+        }
 
     def run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -121,10 +126,30 @@ def test_join_appends_one_record_per_invocation(keadm: FakeKeadm) -> None:
     keadm.run("join", "--token=first")
     keadm.run("join", "--token=second")
 
-    assert [record.argv for record in keadm.records()] == [
-        ("join", "--token=first"),
-        ("join", "--token=second"),
+    assert [(record.argv, record.outcome) for record in keadm.records()] == [
+        (("join", "--token=first"), "ok"),
+        (("join", "--token=second"), "not-clean"),
     ]
+
+
+def test_a_joined_node_is_refused_like_real_keadm_until_reset(keadm: FakeKeadm) -> None:
+    edgecore = keadm.etc_dir / "config" / "edgecore.yaml"
+    assert keadm.run("join", "--token=t").returncode == 0
+    assert "kind: EdgeCore" in edgecore.read_text()
+
+    again = keadm.run("join", "--token=t")
+
+    assert again.returncode == 1
+    assert "management directory is not clean" in again.stderr
+    assert "1. Check KubeEdge edgecore process status" in again.stdout
+    assert "3. Create" not in again.stdout
+
+    reset = keadm.run("reset", "edge", "--force")  # no question asked, nothing on stdin
+
+    assert reset.returncode == 0, reset.stderr
+    assert not edgecore.exists()
+    assert keadm.run("join", "--token=t").returncode == 0
+    assert [record.outcome for record in keadm.records()] == ["ok"]
 
 
 def test_fake_sleep_keeps_join_running_in_a_sleep_that_long(keadm: FakeKeadm) -> None:

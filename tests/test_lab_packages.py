@@ -80,7 +80,11 @@ def test_padded_binary_runs_version_and_join(tmp_path: Path) -> None:
     with tarfile.open(tarball, "r:gz") as archive:
         archive.extractall(tmp_path / "unpacked", filter="data")
     keadm_dir = tmp_path / "unpacked" / "keadm-v1.22.0-linux-arm" / "keadm"
-    environment = {**os.environ, "KEADM_FAKE_RECORD_DIR": str(tmp_path / "record")}
+    environment = {
+        **os.environ,
+        "KEADM_FAKE_RECORD_DIR": str(tmp_path / "record"),
+        "KEADM_FAKE_ETC_DIR": str(tmp_path / "etc"),
+    }
 
     def keadm(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

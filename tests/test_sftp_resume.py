@@ -7,15 +7,13 @@ import hashlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.lab import Lab
+from tests.lab import Lab, LabFactory
 from tests.lab.relay import EdgeLink
-from tests.lab.subnets import leased_subnet
 
 pytestmark = pytest.mark.lab
 
@@ -26,26 +24,15 @@ LINK = EdgeLink(rate_mbit=320.0, rtt_ms=0.0)
 REMOTE = "/tmp/big.bin"
 
 
-@pytest.fixture
-def linked_lab(tmp_path: Path) -> Iterator[Lab]:
-    with leased_subnet() as subnet:
-        lab = Lab(tmp_path / "lab", subnet)
-        try:
-            lab.up(1, edge_link=LINK)
-            yield lab
-        finally:
-            lab.down()
-
-
 def part_size(lab: Lab, name: str) -> int:
     answer = lab.exec(name, f"stat -c %s {REMOTE}.kenornir-part 2>/dev/null || echo 0")
     return int(answer.stdout.strip() or 0)
 
 
 def test_a_cut_upload_resumes_and_sends_less_than_60_percent_again(
-    linked_lab: Lab, tmp_path: Path
+    make_lab: LabFactory, tmp_path: Path
 ) -> None:
-    lab = linked_lab
+    lab = make_lab(nodes=1, edge_link=LINK)
     node = lab.client_nodes[0]
     extras = {"key_file": str(lab.key_path), "known_hosts": str(tmp_path / "known_hosts")}
     hosts = {

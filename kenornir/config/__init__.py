@@ -15,6 +15,8 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+import paramiko
+
 from kenornir.config.model import (
     ARCHES,
     AUTH_TYPES,
@@ -37,6 +39,7 @@ from kenornir.config.model import (
 from kenornir.config.reader import Reader
 from kenornir.config.sample import SAMPLE_CONFIG
 from kenornir.config.sections import read_batch
+from kenornir.config.sshconfig import apply_ssh_config, read_ssh_config
 
 __all__ = [
     "ARCHES",
@@ -63,10 +66,13 @@ __all__ = [
 ]
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> BatchConfig:
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, ssh_config: Path | None = None
+) -> BatchConfig:
     """Load and validate a batch config file.
 
-    Relative paths inside resolve against the working directory, like upstream's.
+    Relative paths inside resolve against the working directory, like upstream's. ssh_config:
+    an OpenSSH client config that fills in the nodes' ssh fields (see config.sshconfig).
 
     Raises:
         ConfigError: with every problem found, each as `FILE: YAML.PATH: problem (what to do)`.
@@ -82,7 +88,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Batch
         raise ConfigError([f"{label}: is not UTF-8 text (save it as UTF-8)"]) from None
     except OSError as exc:
         raise ConfigError([f"{label}: cannot be read: {exc.strerror} (check it)"]) from None
-    return parse_config(text, source=label, config_dir=Path(path).parent, env=env)
+    openssh = None
+    if ssh_config is not None:
+        try:
+            openssh = read_ssh_config(ssh_config)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError([f"--ssh-config {ssh_config}: cannot be read: {reason}"]) from None
+    return parse_config(
+        text, source=label, config_dir=Path(path).parent, env=env, ssh_config=openssh
+    )
 
 
 def exposed_secrets_warning(path: str | Path, config: BatchConfig) -> str | None:
@@ -111,10 +126,13 @@ def parse_config(
     source: str = "<config>",
     config_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    ssh_config: paramiko.SSHConfig | None = None,
 ) -> BatchConfig:
     """Validate config text; `config_dir` only serves hints about relative paths."""
     reader = Reader(source, os.environ if env is None else env, config_dir or Path.cwd())
     root = reader.compose(text)
+    if root is not None and ssh_config is not None:
+        apply_ssh_config(root, ssh_config)
     config = read_batch(reader, root) if root is not None else None
     if reader.errors or config is None:
         raise ConfigError(reader.errors)

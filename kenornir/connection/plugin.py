@@ -4,9 +4,11 @@ and its commands (remote.py) and SFTP session on one SSH transport."""
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from nornir.core.configuration import Config
 from nornir.core.task import Task
 
 from kenornir.address import host_port
+from kenornir.connection.jumps import JumpPool, SharedLogin
 from kenornir.connection.login import ConnectError, Login, load_private_key, open_client
 from kenornir.connection.output import CommandResult, LineCallback
 from kenornir.connection.remote import ByteSource, CommandInterrupted, Remote
@@ -109,6 +112,17 @@ def extras_problem(extras: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _login_identity(hop: Mapping[str, Any]) -> Hashable:
+    """What makes two jump host logins the same one: every field, secrets by their digest."""
+    identity = []
+    for key, value in sorted(hop.items()):
+        text = reveal(value) if isinstance(value, str) else repr(value)
+        if key in ("password", "passphrase"):
+            text = hashlib.sha256((text or "").encode()).hexdigest()
+        identity.append((key, text))
+    return tuple(identity)
+
+
 def jump_problem(hop: Mapping[str, Any]) -> str | None:
     """Why a proxy_jump entry cannot be used, in one line, or None."""
     for key in hop:
@@ -141,7 +155,9 @@ class KenornirSSH:
         self.stop_event: threading.Event | None = None
         self.notices: list[str] = []  # warnings from the login, for the node's log
         self._sftp: paramiko.SFTPClient | None = None
-        self._jumps: list[paramiko.SSHClient] = []  # the jump hosts' logins, outermost first
+        self._jump_pool: JumpPool | None = None  # the run's (shared), else this host's own
+        self._own_jump_pool = False
+        self._jumps: list[SharedLogin] = []  # the jump hosts' logins this host uses
 
     @property
     def connection(self) -> paramiko.SSHClient:
@@ -171,6 +187,9 @@ class KenornirSSH:
         if problem is not None:
             raise ConnectError(f"{self.host}: {problem}", unreachable=False)
         self.stop_event = options.get("stop_event")
+        shared_pool = options.get("jump_pool")
+        self._own_jump_pool = not isinstance(shared_pool, JumpPool)
+        self._jump_pool = JumpPool() if self._own_jump_pool else shared_pool
         self.sudo = bool(host_extras.get("sudo", False))
         self.notices = []
         try:
@@ -240,24 +259,30 @@ class KenornirSSH:
         """Log in to each jump host through the one before it (outermost first) and open a
         channel from the last one to the node; None without jump hosts."""
         sock: paramiko.Channel | None = None
-        if not hops:
+        if not hops or self._jump_pool is None:
             return sock
         targets = [(hop.get("hostname") or "", hop.get("port") or 22) for hop in hops[1:]]
         targets.append((hostname or "", port or 22))
+        # A login is shared by nodes whose way to it, and whose checks of its key, are the same.
+        chain: tuple[Hashable, ...] = (
+            str(self.settings.known_hosts),
+            self.settings.host_key_policy,
+        )
         for hop, (to_host, to_port) in zip(hops, targets, strict=True):
             hop_host, hop_port = hop.get("hostname") or "", hop.get("port") or 22
             jump = f"jump host {hop.get('username') or ''}@{host_port(hop_host, hop_port)}"
             problem = jump_problem(hop)
             if problem is not None:
                 raise ConnectError(f"{self.host}: {jump}: {problem}", unreachable=False)
+            chain = (*chain, _login_identity(hop))
             try:
-                client, _ = self._log_in(
-                    hop_host, hop_port, hop.get("username"), hop.get("password"), hop, sock
+                shared = self._jump_pool.lease(
+                    chain, functools.partial(self._jump_login, hop, sock)
                 )
             except ConnectError as exc:
                 raise ConnectError(f"{jump}: {exc}", unreachable=exc.unreachable) from exc
-            self._jumps.append(client)
-            transport = client.get_transport()
+            self._jumps.append(shared)
+            transport = shared.client.get_transport()
             try:
                 if transport is None:
                     raise paramiko.SSHException("its connection closed")
@@ -273,10 +298,20 @@ class KenornirSSH:
                 ) from exc
         return sock
 
+    def _jump_login(
+        self, hop: Mapping[str, Any], sock: paramiko.Channel | None
+    ) -> paramiko.SSHClient:
+        hostname, port = hop.get("hostname") or "", hop.get("port") or 22
+        user, password = hop.get("username"), hop.get("password")
+        return self._log_in(hostname, port, user, password, hop, sock)[0]
+
     def _close_jump_hosts(self) -> None:
-        for client in reversed(self._jumps):
-            client.close()
+        for shared in reversed(self._jumps):
+            if self._jump_pool is not None:
+                self._jump_pool.release(shared)
         self._jumps = []
+        if self._own_jump_pool and self._jump_pool is not None:
+            self._jump_pool.close()
 
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (the login user's), opened on first use."""

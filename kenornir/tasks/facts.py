@@ -12,6 +12,7 @@ from kenornir import shell
 from kenornir.arch import UNAME_TO_ARCH, keadm_arch
 from kenornir.config import STAGING_DIR
 from kenornir.connection import CommandResult, node_ssh
+from kenornir.joined import EDGECORE_CONFIG
 from kenornir.notes import FileVersion, RemoteState, parse_remote_state
 from kenornir.outcome import StageFailed
 from kenornir.tasks.transfer import staging_owner
@@ -45,17 +46,24 @@ class NodeFacts:
     arch: str
     staging: str  # what shell.staging_check says of the staging dirs, for stage_dir
     remote: RemoteState  # which files it holds already and whether it has zstd, for upload_files
+    joined: bool = False  # EDGECORE_CONFIG exists: keadm would refuse to join it again
 
 
 def probe_node(
-    task: Task, versions: Sequence[FileVersion] = (), staging: str = STAGING_DIR
+    task: Task,
+    versions: Sequence[FileVersion] = (),
+    staging: str = STAGING_DIR,
+    parts: Sequence[str] = (),
 ) -> Result:
-    """detect_arch, stage_dir's check of the staging dirs and upload_files' check of the files
-    the node holds, in one command: one round trip where three would do.
+    """detect_arch, stage_dir's check of the staging dirs, upload_files' check of the files
+    the node holds and whether it is joined already, in one command: one round trip where four
+    would do.
 
     Args:
         versions: the files the node may need; keadm once per arch, as the arch is not known
             until the answer comes.
+        parts: part files of those (tasks.files.part_paths) a cut upload may have left, whose
+            sizes say where their uploads resume.
     Returns:
         Result whose `result` is the node's NodeFacts.
     Raises:
@@ -63,17 +71,19 @@ def probe_node(
     """
     ssh = node_ssh(task)
     paths = [version.remote for version in versions]
-    output = ssh.run(shell.probe(staging, staging_owner(ssh), paths), as_root=False)
+    script = shell.probe(staging, staging_owner(ssh), paths, EDGECORE_CONFIG, parts)
+    output = ssh.run(script, as_root=False)
     sections = output.stdout.split(f"{shell.SECTION_MARK}\n")
-    if len(sections) != 3:
+    if len(sections) != 4:
         complaint = output.stderr.strip().splitlines()[:1] or ["no answer"]
         raise StageFailed(f"probing the node failed (exit {output.exit_status}): {complaint[0]}")
-    machine, staging_lines, state_lines = sections
+    machine, staging_lines, state_lines, joined = sections
     arch = _arch_of(task, replace(output, stdout=machine))
     facts = NodeFacts(
         arch,
         staging_lines.strip(),
-        parse_remote_state(versions, state_lines.splitlines()),
+        parse_remote_state(versions, state_lines.splitlines(), parts),
+        joined=joined.strip() == "joined",
     )
     return Result(host=task.host, result=facts, changed=False)
 

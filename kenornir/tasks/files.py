@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kenornir import shell
 from kenornir.checksum import file_digest
-from kenornir.notes import FileVersion
+from kenornir.notes import FileVersion, part_path
 
 KEADM_MODE = 0o755  # and of every copyFrom file, as upstream uploads them
 
@@ -38,6 +38,14 @@ class PackedFile:
         if sent == self.zstd_frame:
             return ("zstd", "-dcq")
         return ("tar", "-xzOf", "-", "--", self.member)
+
+    def form(self, sent: Path) -> str:
+        """The sent form's name in its part file's (notes.part_path)."""
+        return "zst" if sent == self.zstd_frame else "tgz"
+
+    @property
+    def forms(self) -> list[str]:
+        return ["tgz", *(["zst"] if self.zstd_frame else [])]
 
 
 @dataclass(frozen=True)
@@ -70,3 +78,13 @@ def local_sha256(path: Path) -> str:
 
 def file_versions(files: Sequence[FileToSend]) -> list[FileVersion]:
     return [FileVersion(f.remote, f.sha256 or local_sha256(f.local), f.mode) for f in files]
+
+
+def part_paths(files: Sequence[FileToSend], versions: Sequence[FileVersion]) -> list[str]:
+    """Every part file a cut upload of files may have left on a node (notes.part_path): each
+    file's own, and each packed form's."""
+    parts = []
+    for item, version in zip(files, versions, strict=True):
+        forms = ["", *(item.packed.forms if item.packed else [])]
+        parts += [part_path(version.remote, version.sha256, form) for form in forms]
+    return parts

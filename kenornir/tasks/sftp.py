@@ -27,6 +27,7 @@ from nornir.core.task import Result, Task
 from kenornir import shell
 from kenornir.connection import KenornirSSH, node_ssh
 from kenornir.nodelog import node_logger
+from kenornir.notes import PART_SUFFIX, part_path
 from kenornir.outcome import StageFailed
 from kenornir.tasks.files import FileToSend, local_sha256
 
@@ -106,8 +107,9 @@ def send_file(
     except OSError as exc:
         raise StageFailed(f"cannot read {item.local}: {_os_reason(exc)}") from None
     source = item.packed.sent_for(has_zstd) if staged and item.packed else item.local
-    unpack = item.packed.unpacker(source) if item.packed and source != item.local else ()
-    sent_sha256 = local_sha256(source) if unpack else sha256
+    packed = item.packed if item.packed and source != item.local else None
+    unpack = packed.unpacker(source) if packed else ()
+    sent_sha256 = local_sha256(source) if packed else sha256
     size = source.stat().st_size
     via_root = as_root and ssh.sudo
     remote = item.remote
@@ -120,8 +122,8 @@ def send_file(
             _make_dirs(sftp, posixpath.dirname(remote))
         if via_root:
             part = _user_part(sftp, sent_sha256)
-        else:  # a packed part is not the file's own part: it is unpacked into a new file
-            part = remote + (f".{sent_sha256[:16]}" if unpack else "") + shell.PART_SUFFIX
+        else:  # the stream's part too: a cut upload resumes by either path
+            part = part_path(remote, sha256, packed.form(source) if packed else "")
         for fresh in (False, True):
             resumed_at = _write_part(sftp, source, part, size, fresh=fresh, on_progress=on_progress)
             if resumed_at:
@@ -145,7 +147,9 @@ def send_file(
             log.warning("%s: what arrived does not match its sha256; sending it again", remote)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         if isinstance(exc, EOFError) or not ssh.is_active:
-            raise StageFailed(f"SSH connection lost while uploading {remote}") from exc
+            raise StageFailed(
+                f"SSH connection lost while uploading {remote}", connection_lost=True
+            ) from exc
         raise StageFailed(f"upload of {remote} failed: {_os_reason(exc)}") from exc
     raise AssertionError("unreachable: the fresh send returns or raises")
 
@@ -185,7 +189,7 @@ def _user_part(sftp: paramiko.SFTPClient, sha256: str) -> str:
     except FileNotFoundError:
         sftp.mkdir(directory, 0o700)
     sftp.chmod(directory, 0o700)
-    return posixpath.join(directory, sha256 + shell.PART_SUFFIX)
+    return posixpath.join(directory, sha256 + PART_SUFFIX)
 
 
 def _write_part(
@@ -229,7 +233,7 @@ def sftp_download(task: Task, remote: str, local: str | Path) -> Result:
         StageFailed: the file cannot be read; the reason says why.
     """
     target = Path(local)
-    partial = target.with_name(target.name + shell.PART_SUFFIX)
+    partial = target.with_name(target.name + PART_SUFFIX)
     try:
         node_ssh(task).sftp().get(remote, str(partial))
     except (OSError, EOFError, paramiko.SSHException) as exc:

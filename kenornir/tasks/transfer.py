@@ -19,9 +19,9 @@ from kenornir import shell
 from kenornir.config import STAGING_DIR, TransferMode
 from kenornir.connection import KenornirSSH, node_ssh, run_options
 from kenornir.nodelog import node_logger
-from kenornir.notes import FileVersion, RemoteState, parse_remote_state
+from kenornir.notes import FileVersion, RemoteState, parse_remote_state, part_path
 from kenornir.outcome import StageFailed
-from kenornir.tasks.files import KEADM_MODE, FileToSend, file_versions
+from kenornir.tasks.files import KEADM_MODE, FileToSend, file_versions, part_paths
 from kenornir.tasks.sftp import send_file
 
 # Files one upload command takes: its script travels in one argv word (stdin carries the files),
@@ -64,18 +64,28 @@ def stage_dir(task: Task, path: str = STAGING_DIR, verdict: str | None = None) -
 
 @dataclass(frozen=True)
 class _Outgoing:
-    """One file on its way: what is read locally and how many bytes of it go."""
+    """One file on its way: what is read locally, from where, and how it lands."""
 
     item: FileToSend
-    sha256: str
     source: Path  # the file itself, or the packed form chosen for this node
-    size: int
+    incoming: shell.Incoming
+
+    @property
+    def offset(self) -> int:
+        return self.incoming.offset
+
+    @property
+    def size(self) -> int:
+        """Bytes of source the stream carries: what the node does not hold yet."""
+        return self.incoming.sent_size - self.incoming.offset
 
 
 class _Concatenation:
-    """Reads the outgoing files one after the other, each exactly its announced size."""
+    """Reads the outgoing files one after the other, each exactly its announced bytes."""
 
     def __init__(self, outgoing: Sequence[_Outgoing], opened: Sequence[BinaryIO]) -> None:
+        for out, data in zip(outgoing, opened, strict=True):
+            data.seek(out.offset)
         self._pending = list(zip(outgoing, opened, strict=True))
         self._left = outgoing[0].size if outgoing else 0
 
@@ -93,30 +103,43 @@ class _Concatenation:
         return b""
 
 
-def _incoming(outgoing: Sequence[_Outgoing]) -> list[shell.Incoming]:
-    """How the node takes the files off the stream: each exactly its size but the last, which
-    takes the rest directly: it is the big one (see _sending_order), and `head` would copy it
-    through a pipe in 8 KiB reads."""
-    return [
-        shell.Incoming(
-            FileVersion(out.item.remote, out.sha256, out.item.mode),
-            sent_bytes=None if out is outgoing[-1] else out.size,
-            size=out.item.local.stat().st_size,
-            unpack=out.item.packed.unpacker(out.source) if out.item.packed else (),
+def _outgoing(
+    pending: Sequence[tuple[FileToSend, str]], remote_state: RemoteState, *, fresh: bool
+) -> list[_Outgoing]:
+    """The files in sending order (packed last, the biggest last of all: the last one takes the
+    rest of the stream, and `head` would copy it through a pipe in 8 KiB reads), each from where
+    a cut upload left its part (unless fresh)."""
+    staged = []
+    for item, sha256 in pending:
+        source = item.packed.sent_for(remote_state.has_zstd) if item.packed else item.local
+        staged.append((item, sha256, source, source.stat().st_size))
+    staged.sort(key=lambda entry: (entry[0].packed is not None, entry[3]))
+    outgoing = []
+    for item, sha256, source, sent_size in staged:
+        form = item.packed.form(source) if item.packed else ""
+        version = FileVersion(item.remote, sha256, item.mode)
+        held = 0 if fresh else remote_state.held_parts.get(part_path(item.remote, sha256, form), 0)
+        incoming = shell.Incoming(
+            version,
+            size=item.local.stat().st_size,
+            sent_size=sent_size,
+            last=item is staged[-1][0],
+            unpack=item.packed.unpacker(source) if item.packed else (),
+            form=form,
+            offset=held if held <= sent_size else 0,
         )
-        for out in outgoing
-    ]
+        outgoing.append(_Outgoing(item, source, incoming))
+    return outgoing
 
 
-def _sending_order(outgoing: Sequence[_Outgoing]) -> list[_Outgoing]:
-    """Packed files last, the biggest last of all: the last one is read to the end of the stream."""
-    return sorted(outgoing, key=lambda out: (out.item.packed is not None, out.size))
-
-
-def _space_note(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> str:
-    """Why a failed upload may have failed as far as disk space goes ("" when unknown)."""
+def _failure_note(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> str:
+    """Why a failed upload may have failed as far as disk space goes ("" when unknown); the
+    parts of what was sent go first: they may be what fills the disk, and there is nothing to
+    resume when the connection held."""
     directory = posixpath.dirname(outgoing[0].item.remote)
+    parts = [out.incoming.sent_part for out in outgoing]
     try:
+        ssh.run(shell.script(shell.words("rm", "-f", "--", *parts)))
         output = ssh.run(shell.free_space(directory), as_root=False)
     except (OSError, paramiko.SSHException):
         return ""
@@ -130,8 +153,9 @@ def _space_note(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> str:
     return f" ({free_kib} KiB free on {mount})"
 
 
-def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
-    """Send every file in one command on the node (shell.receive), fed one stream.
+def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> int:
+    """Send every file in one command on the node (shell.receive), fed one stream; returns its
+    exit status when the node found what arrived damaged (shell.MISMATCH_EXIT), else 0.
 
     One command instead of a few SFTP round trips per file, and packed files are unpacked as
     their bytes arrive. It runs as whoever runs keadm (root on sudo nodes), who alone may write
@@ -140,27 +164,31 @@ def _send(ssh: KenornirSSH, outgoing: Sequence[_Outgoing]) -> None:
     names = ", ".join(out.item.remote for out in outgoing[:3])
     if len(outgoing) > 3:
         names += f" and {len(outgoing) - 3} more"
-    # Part files may stay behind when the connection is lost; the next upload overwrites them.
+    # What arrived stays in part files when the connection is lost: the next try resumes there.
     lost = f"SSH connection lost while uploading {names}"
     try:
         with contextlib.ExitStack() as files:
             opened = [files.enter_context(out.source.open("rb")) for out in outgoing]
             stream = _Concatenation(outgoing, opened)
-            output = ssh.run(shell.receive(_incoming(outgoing)), stdin=stream)
+            script = shell.receive([out.incoming for out in outgoing])
+            output = ssh.run(script, stdin=stream)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         # paramiko raises a bare EOFError when the socket is gone, sometimes before its own
         # thread has noticed and marked the connection inactive.
         if isinstance(exc, EOFError) or not ssh.is_active:
-            raise StageFailed(lost + (f": {exc}" if str(exc) else "")) from exc
+            raise StageFailed(
+                lost + (f": {exc}" if str(exc) else ""), connection_lost=True
+            ) from exc
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StageFailed(f"upload of {names} failed: {reason}") from exc
-    if output.exit_status != 0:
-        if not ssh.is_active:  # the channel closed with the connection: no exit status came
-            raise StageFailed(lost)
-        # The first complaint names the cause; later ones (tar's "Exiting with failure") don't.
-        complaint = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
-        cause = complaint[0].removeprefix(shell.OWN_COMPLAINT)
-        raise StageFailed(f"upload of {names} failed: {cause}" + _space_note(ssh, outgoing))
+    if output.exit_status in (0, shell.MISMATCH_EXIT):
+        return output.exit_status
+    if not ssh.is_active:  # the channel closed with the connection: no exit status came
+        raise StageFailed(lost, connection_lost=True)
+    # The first complaint names the cause; later ones (tar's "Exiting with failure") don't.
+    complaint = output.stderr.strip().splitlines()[:1] or [f"exit {output.exit_status}"]
+    cause = complaint[0].removeprefix(shell.OWN_COMPLAINT)
+    raise StageFailed(f"upload of {names} failed: {cause}" + _failure_note(ssh, outgoing))
 
 
 def upload_files(
@@ -187,10 +215,10 @@ def upload_files(
     log = node_logger(task.host.name)
     versions = file_versions(files)
     if remote_state is None:
-        script = shell.remote_state([version.remote for version in versions])
-        remote_state = parse_remote_state(
-            versions, ssh.run(script, as_root=False).stdout.splitlines()
-        )
+        parts = part_paths(files, versions)
+        script = shell.remote_state([version.remote for version in versions], parts)
+        answer = ssh.run(script, as_root=False).stdout.splitlines()
+        remote_state = parse_remote_state(versions, answer, parts)
     pending = []
     for item, version in zip(files, versions, strict=True):
         if version in remote_state.unchanged:
@@ -210,7 +238,7 @@ def upload_files(
             "cannot carry several files to it: use --transfer auto or sftp"
         )
     else:
-        _stream(ssh, log, pending, remote_state.has_zstd)
+        _stream(ssh, log, pending, remote_state)
     changed = [item.remote for item, _ in pending]
     return Result(host=task.host, result=changed, changed=bool(changed))
 
@@ -227,18 +255,24 @@ def _stream(
     ssh: KenornirSSH,
     log: logging.Logger,
     pending: Sequence[tuple[FileToSend, str]],
-    has_zstd: bool,
+    remote_state: RemoteState,
 ) -> None:
-    outgoing = []
-    for item, sha256 in pending:
-        source = item.packed.sent_for(has_zstd) if item.packed else item.local
-        outgoing.append(_Outgoing(item, sha256, source, source.stat().st_size))
-    ordered = _sending_order(outgoing)
-    for first in range(0, len(ordered), _FILES_PER_COMMAND):
-        _send(ssh, ordered[first : first + _FILES_PER_COMMAND])
-    for out in outgoing:
-        how = f", packed: {out.source.name} unpacked on the node" if out.item.packed else ""
-        log.info("uploaded: %s (%d bytes sent%s)", out.item.remote, out.size, how)
+    for first in range(0, len(pending), _FILES_PER_COMMAND):
+        batch = pending[first : first + _FILES_PER_COMMAND]
+        outgoing = _outgoing(batch, remote_state, fresh=False)
+        for out in outgoing:
+            if out.offset:
+                sent_size = out.incoming.sent_size
+                log.info("resumed at %d of %d bytes: %s", out.offset, sent_size, out.item.remote)
+        if _send(ssh, outgoing) == shell.MISMATCH_EXIT:
+            # What a cut upload left did not fit what followed it: send it all again, once.
+            log.warning("what arrived does not match its sha256; sending it again")
+            outgoing = _outgoing(batch, remote_state, fresh=True)
+            if _send(ssh, outgoing) == shell.MISMATCH_EXIT:
+                raise StageFailed(f"upload of {outgoing[0].item.remote} arrived damaged twice")
+        for out in outgoing:
+            how = f", packed: {out.source.name} unpacked on the node" if out.item.packed else ""
+            log.info("uploaded: %s (%d bytes sent%s)", out.item.remote, out.size, how)
 
 
 def upload(task: Task, local: Path, remote: str, mode: int = KEADM_MODE) -> Result:

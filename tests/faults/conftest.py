@@ -147,8 +147,15 @@ class FaultLab:
         *args: str,
         timeout: float = 120,
         measure_memory: bool = False,
+        unjoin: bool = True,
     ) -> FaultRun:
-        """Run the CLI to its end; fail the test if any secret reached any output."""
+        """Run the CLI to its end; fail the test if any secret reached any output.
+
+        unjoin: the nodes are not joined when the run starts (Lab.forget_joins), so a test
+        may run the same nodes again; False runs them as the last run left them.
+        """
+        if unjoin:
+            self.lab.forget_joins()
         command = self.command(config, run_name, *args)
         peak_file = self.workdir / f"{run_name}.peak-rss"
         if measure_memory:
@@ -169,7 +176,8 @@ class FaultLab:
         return self.checked(run)
 
     def start(self, config: Path, run_name: str, *args: str) -> subprocess.Popen[str]:
-        """Start the CLI in the background (see finish)."""
+        """Start the CLI in the background (see finish) on nodes that are not joined."""
+        self.lab.forget_joins()
         return subprocess.Popen(
             self.command(config, run_name, *args),
             cwd=self.workdir,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
 FAULTY = "node-001"
 BIG_BINARY_SIZE = 64 * 2**20
-PART = f"{STAGING}/keadm.kenornir-part"
+# keadm's part file, as it unpacks (notes.part_path: named by its sha256).
+PART_GLOB = "keadm.????????????????.kenornir-part"
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +53,11 @@ def test_full_tmp_fails_the_upload_and_leaves_no_partial_file(fault_lab: FaultLa
 
 
 def kill_sshd_when_the_upload_is_under_way(faults: FaultLab, node: str) -> threading.Thread:
-    """In the background: once node's part file holds a few MiB, kill its sshd and sessions.
-
-    The node's files are read through /proc/PID/root of one of its processes, which sees the
-    node's private /tmp, so the poll costs no process start.
-    """
-    root = Path(f"/proc/{next(iter(faults.lab.processes(node)))}/root")
-    part = root / PART.lstrip("/")
-
-    def watch() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if part.stat().st_size > 4 * 2**20:
-                    kill_node_sshd(faults.lab, node)
-                    return
-            except FileNotFoundError:
-                pass
-            time.sleep(0.001)
-
-    watcher = threading.Thread(target=watch, name="upload-killer")
-    watcher.start()
-    return watcher
+    """In the background: once node's part file holds a few MiB, kill its sshd and sessions."""
+    part = f"{STAGING}/{PART_GLOB}"
+    return faults.lab.when_file_grows(
+        node, part, 4 * 2**20, lambda: kill_node_sshd(faults.lab, node)
+    )
 
 
 @pytest.mark.timeout(150)
@@ -86,8 +69,8 @@ def test_sshd_killed_mid_upload_fails_the_node_and_the_next_run_completes(
         [fault_lab.entry(FAULTY), *fault_lab.healthy()], arch_group=("amd64",)
     )
     watcher = kill_sshd_when_the_upload_is_under_way(fault_lab, FAULTY)
-    try:
-        cut = fault_lab.run(config, "cut")
+    try:  # no retries: the next run is what resumes here (the retry has tests of its own)
+        cut = fault_lab.run(config, "cut", "--retries", "0")
     finally:
         watcher.join()
 
@@ -101,6 +84,7 @@ def test_sshd_killed_mid_upload_fails_the_node_and_the_next_run_completes(
     again = fault_lab.run(config, "again", "--limit", FAULTY)
 
     assert again.statuses()[FAULTY] == "ok"
+    assert "resumed at " in again.node_log(FAULTY)
     assert remote_files(fault_lab, FAULTY, f"{STAGING}/keadm*") == [f"{STAGING}/keadm"]
     digest, _ = keadm_member_digest(big_packages["amd64"])
     assert remote_sha256(fault_lab, FAULTY, f"{STAGING}/keadm") == digest

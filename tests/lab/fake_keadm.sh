@@ -2,15 +2,18 @@
 # Fake keadm for the kenornir lab: stands in for KubeEdge's keadm on a lab edge node.
 #
 # Sub-commands:
-#   join [FLAGS]        prints join-like log lines and appends one record line (format below)
-#   reset [edge] [FLAGS] asks "[y/N]" on stdin (batch pipes `yes |`); with y it deletes the
-#                       record, without it aborts with exit 1 and keeps the record
+#   join [FLAGS]        prints join-like log lines, writes $ETC_DIR/config/edgecore.yaml and
+#                       appends one record line (format below); like real keadm it refuses
+#                       (exit 1) while edgecore.yaml exists: "the management directory is not clean"
+#   reset [edge] [FLAGS] asks "[y/N]" on stdin (batch pipes `yes |`) unless --force; with y it
+#                       deletes the record and edgecore.yaml, without it aborts with exit 1
 #   version             prints a keadm-like version line
 # Flags (both --flag=value and --flag value):
 #   --pre-run=FILE      `/bin/bash FILE` in the working directory before the command;
 #                       its failure aborts the command (exit 1), as real keadm does
 #   --post-run=FILE     `/bin/bash FILE` after the command succeeded; its failure is only printed
 #   --token=invalid     join fails with a keadm-like certificate error, exit 1
+#   --force             reset does not ask
 # Fault knobs for tests (not real keadm flags):
 #   --fake-sleep=S      join sleeps S seconds (so concurrency can be observed)
 #   --fake-hang         join sleeps until killed
@@ -21,7 +24,7 @@
 # (default dir /var/lib/kubeedge), tab-separated:
 #   START <TAB> END <TAB> OUTCOME <TAB> CWD <TAB> ARG1 <TAB> ARG2 ...
 # START/END are `date +%s.%N` (before the pre-run, after the post-run); OUTCOME is `ok`,
-# `pre-run-failed`, `invalid-token` or `killed`; ARGs are the full argv after the program name
+# `pre-run-failed`, `invalid-token`, `not-clean` (edgecore.yaml existed) or `killed`; ARGs are the full argv after the program name
 # (`join` first). Arguments containing tabs or newlines are not supported.
 #
 # The package builder appends padding after the final `exit` line to reach a real binary's size;
@@ -33,12 +36,16 @@ FAKE_VERSION="v1.22.0"
 FAKE_ARCH="amd64"
 RECORD_DIR="${KEADM_FAKE_RECORD_DIR:-/var/lib/kubeedge}"
 RECORD_FILE="$RECORD_DIR/keadm-join.log"
+# Where real keadm keeps the edge node's config; its edgecore.yaml marks a joined node.
+ETC_DIR="${KEADM_FAKE_ETC_DIR:-/etc/kubeedge}"
+EDGECORE_CONFIG="$ETC_DIR/config/edgecore.yaml"
 
 pre_run=""
 post_run=""
 token=""
 fake_sleep=""
 fake_hang=0
+force=0
 stderr_lines=0
 stderr_mb=0
 nap_pid=""
@@ -68,6 +75,7 @@ parse_flags() {
             --token) token="$value" ;;
             --fake-sleep) fake_sleep="$value" ;;
             --fake-hang) fake_hang=1 ;;
+            --force) force=1 ;;
             --fake-stderr-lines) stderr_lines="$value" ;;
             --fake-stderr-mb) stderr_mb="$value" ;;
         esac
@@ -139,6 +147,10 @@ cmd_join() {
     fi
     log "join.go:110" "1. Check KubeEdge edgecore process status"
     log "join.go:126" "2. Check if the management directory is clean"
+    if [[ -e "$EDGECORE_CONFIG" ]]; then
+        record_join not-clean
+        fail "the management directory is not clean, please remove it first: $EDGECORE_CONFIG exists"
+    fi
     if [[ "$token" == "invalid" ]]; then
         record_join invalid-token
         fail "failed to get CA certificate, err: token credentials are in the wrong format"
@@ -155,6 +167,8 @@ cmd_join() {
     log "join.go:160" "5. Copy resources from the image to the management directory"
     log "join.go:170" "6. Generate systemd service file"
     log "join.go:178" "7. Generate EdgeCore default configuration"
+    mkdir -p "$ETC_DIR/config"
+    printf 'apiVersion: edgecore.config.kubeedge.io/v1alpha2\nkind: EdgeCore\n' >"$EDGECORE_CONFIG"
     log "join.go:186" "8. Run EdgeCore daemon"
     log "join.go:195" "KubeEdge edgecore is running, For logs visit: journalctl -u edgecore.service -xe"
     run_post_run
@@ -168,14 +182,14 @@ cmd_reset() {
     printf "[reset] WARNING: Changes made to this host by 'keadm init' or 'keadm join' will be reverted.\n"
     printf '[reset] Are you sure you want to proceed? [y/N]: '
     local answer=""
-    read -r answer || true
+    if ((force)); then answer=y; else read -r answer || true; fi
     case "$answer" in
         y | Y | yes | Yes | YES) ;;
         *) printf '\n'; fail "aborted reset operation" ;;
     esac
-    rm -f "$RECORD_FILE"
+    rm -f "$RECORD_FILE" "$EDGECORE_CONFIG"
     printf '\n'
-    log "reset.go:120" "Edge node reset: $RECORD_FILE removed"
+    log "reset.go:120" "Edge node reset: $RECORD_FILE and $EDGECORE_CONFIG removed"
     run_post_run
 }
 

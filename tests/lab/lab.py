@@ -9,8 +9,9 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from tests.lab.accounts import EDGE_USER, SUDO_LOG, SUDO_PASSWORD_USER, LabAccou
 from tests.lab.host import prepare_host
 from tests.lab.inventory import write_lab_inventory
 from tests.lab.node import ARCH_CYCLE, SSH_PORT, Flavour, LabNode
-from tests.lab.records import JOIN_LOG, JoinRecord, parse_join_records
+from tests.lab.records import EDGECORE_CONFIG, JOIN_LOG, JoinRecord, parse_join_records
 from tests.lab.relay import (
     RELAY_PORT,
     EdgeLink,
@@ -227,6 +228,40 @@ class Lab:
         """What the fake keadm recorded on the node (empty when it never joined or was reset)."""
         log_text = self.exec(name, f"cat {JOIN_LOG} 2>/dev/null || true").stdout
         return parse_join_records(log_text)
+
+    def when_file_grows(
+        self, name: str, pattern: str, min_bytes: int, action: Callable[[], None]
+    ) -> threading.Thread:
+        """In the background (join the thread returned): once a file of the node matching the
+        glob pattern (absolute) holds min_bytes, run action; give up after a minute.
+
+        The node's files are read through /proc/PID/root of one of its processes, which sees
+        its private mounts, so the poll costs no process start.
+        """
+        root = Path(f"/proc/{next(iter(self.processes(name)))}/root")
+
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    found = list(root.glob(pattern.lstrip("/")))
+                    if found and found[0].stat().st_size >= min_bytes:
+                        action()
+                        return
+                except FileNotFoundError:
+                    pass
+                time.sleep(0.002)
+
+        watcher = threading.Thread(target=watch, name=f"watch-{name}")
+        watcher.start()
+        return watcher
+
+    def forget_joins(self) -> None:
+        """Make every node unjoined again, as `keadm reset` does, but keep the join records
+        (tests compare their counts before and after)."""
+        unjoin = ["rm", "-f", "--", EDGECORE_CONFIG]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda node: self.exec(node.name, unjoin), self.nodes))
 
     # Whole-lab operations.
 
@@ -710,6 +745,8 @@ class LabFactory(Protocol):
         nodes: int = 1,
         arch_mix: bool = False,
         tmp_size_mb: int = DEFAULT_TMP_SIZE_MB,
+        *,
         busybox_nodes: int = 0,
         sites: Mapping[str, int] | None = None,
+        edge_link: EdgeLink | None = None,
     ) -> Lab: ...

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 JOIN_LOG = "/var/lib/kubeedge/keadm-join.log"
+# What the fake keadm's join writes and its reset removes, as real keadm's do: a joined node.
+EDGECORE_CONFIG = "/etc/kubeedge/config/edgecore.yaml"
 
 
 @dataclass(frozen=True)
