@@ -19,14 +19,15 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The lab needs sshd and sudo, zstd (what kenornir unpacks keadm with on nodes that have it) and
-# busybox (the BusyBox node flavour); install them only when missing and only as root.
+# The lab needs sshd and sudo, zstd (what kenornir unpacks keadm with on nodes that have it),
+# busybox (the BusyBox node flavour) and iproute2 (sites: network namespaces and veth); install
+# them only when missing and only as root.
 deps:
 	@if [ ! -x /usr/sbin/sshd ] || ! command -v sudo >/dev/null || ! command -v zstd >/dev/null \
-	  || [ ! -x /usr/bin/busybox ]; then \
+	  || [ ! -x /usr/bin/busybox ] || ! command -v ip >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo zstd busybox >/dev/null; \
-	  else echo "lab needs openssh-server, sudo, zstd and busybox (run as root to install them)"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo zstd busybox iproute2 >/dev/null; \
+	  else echo "lab needs openssh-server, sudo, zstd, busybox and iproute2 (run as root to install them)"; fi; \
 	fi
 
 test: setup deps
@@ -42,7 +43,7 @@ fmt: setup
 	$(VENV)/bin/ruff check --fix .
 
 lab: setup deps
-	$(PY) -m tests.lab up --nodes $(N) --arch-mix
+	$(PY) -m tests.lab up --nodes $(N) --arch-mix $(if $(SITE),--site $(SITE))
 
 lab-down: setup
 	$(PY) -m tests.lab down

@@ -25,8 +25,9 @@ REMOTE = "/tmp/big.bin"
 
 
 def part_size(lab: Lab, name: str) -> int:
-    answer = lab.exec(name, f"stat -c %s {REMOTE}.kenornir-part 2>/dev/null || echo 0")
-    return int(answer.stdout.strip() or 0)
+    """Bytes of the upload's part file on the node (notes.part_path: named by content)."""
+    answer = lab.exec(name, f"stat -c %s {REMOTE}.*.kenornir-part 2>/dev/null || echo 0")
+    return int(answer.stdout.split()[0] if answer.stdout.split() else 0)
 
 
 def test_a_cut_upload_resumes_and_sends_less_than_60_percent_again(

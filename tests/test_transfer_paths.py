@@ -58,6 +58,7 @@ def test_auto_streams_to_coreutils_and_uses_sftp_on_busybox(
     assert "uploaded over SFTP: /tmp/kubeedge/keadm/install-containerd.sh" in over_sftp
     assert "hook ran" in over_sftp and "hook ran" in streamed
     # The next run finds everything in place on both paths: the notes are the same.
+    lab.forget_joins()
     again = run(config, tmp_path, "again")
     for name in (stream_node, busybox_node):
         assert "uploaded" not in node_log(again, name)
@@ -74,6 +75,7 @@ def test_sftp_everywhere_when_asked_and_the_stream_breaks_on_busybox(
     assert "uploaded over SFTP: /tmp/kubeedge/keadm/keadm (" in node_log(sftp, stream_node)
     for name in (stream_node, busybox_node):
         lab.exec(name, "rm -rf /tmp/kubeedge")
+    lab.forget_joins()
     options = RunOptions(
         known_hosts=tmp_path / "known_hosts",
         cache_dir=tmp_path / "cache",

@@ -57,7 +57,7 @@ def upload(
         for name, content in items
     ]
     incoming = [
-        Incoming(version, None if index == len(items) - 1 else len(content), len(content))
+        Incoming(version, len(content), len(content), last=index == len(items) - 1)
         for index, (version, (_, content)) in enumerate(zip(versions, items, strict=True))
     ]
     received = run_script(sh, shell.receive(incoming), cwd, b"".join(c for _, c in items) or b"")
