@@ -81,16 +81,19 @@ def test_a_site_behind_its_bastion_is_joined_in_every_config_form(
         before = lab.bastion_logins(SITE)
         assert_joined_with_one_login(lab, kenornir(tmp_path, config, form), before)
 
-    # --ssh-config: the batch config names Host aliases and says nothing of user, key or jump.
+    # --ssh-config: the batch config names Host aliases and says nothing of user, key or jump;
+    # the jump host is an alias of the file too, with a block of its own, as OpenSSH reads it.
     lab.forget_joins()
-    blocks = []
+    blocks = [
+        f"Host bastion-{SITE}\n  HostName {site.bastion_address}\n  User root\n"
+        f"  IdentityFile {lab.key_path}\n"
+    ]
     entries = []
     for name in site.node_names:
         node = lab.node(name)
         blocks.append(
             f"Host {name}.{SITE}\n  HostName {node.address}\n  User root\n"
-            f"  IdentityFile {lab.key_path}\n"
-            f"  ProxyJump root@{site.bastion_address}:{site.bastion_port}\n"
+            f"  IdentityFile {lab.key_path}\n  ProxyJump bastion-{SITE}:{site.bastion_port}\n"
         )
         entries.append(
             {

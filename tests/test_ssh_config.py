@@ -94,3 +94,14 @@ def test_an_unreadable_ssh_config_is_one_line(tmp_path: Path) -> None:
     assert error.value.errors == [
         f"--ssh-config {missing}: cannot be read: No such file or directory"
     ]
+
+
+def test_a_jump_host_alias_takes_its_own_host_block(tmp_path: Path) -> None:
+    aliased = SSH_CONFIG.replace("ProxyJump jump@10.8.0.1:2022", "ProxyJump gw-north,ops@gw-south")
+    aliased += "Host gw-*\n  User gate\n  IdentityFile @DIR@/north_ed25519\n"
+    aliased += "Host gw-north\n  HostName 10.8.0.1\n  Port 2022\n"
+
+    first, _ = load(tmp_path, aliased)
+
+    # Each hop as OpenSSH would log in to it; a user written in ProxyJump wins over User.
+    assert first["jump"] == [("gate", "10.8.0.1", 2022), ("ops", "gw-south", 22)]

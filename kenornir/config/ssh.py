@@ -16,7 +16,7 @@ from kenornir.config.yamltree import is_unset
 
 _HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
 # OpenSSH's ProxyJump word: [user@]host[:port], an IPv6 host in brackets.
-_JUMP_WORD = re.compile(
+JUMP_WORD = re.compile(
     r"(?:(?P<user>[^@\s]+)@)?(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:\s]+))(?::(?P<port>\d+))?"
 )
 
@@ -84,7 +84,7 @@ def _read_proxy_jump(
     key_auth = node_auth if node_auth is not None and node_auth.kind == "privateKey" else None
     jumps: list[JumpHost] = []
     for word in text.split(","):
-        match = _JUMP_WORD.fullmatch(word.strip())
+        match = JUMP_WORD.fullmatch(word.strip())
         host = match and (match["ipv6"] or match["host"])
         port = int(match["port"] or DEFAULT_SSH_PORT) if match else 0
         if not match or not host or not _is_address(host) or not 1 <= port <= 65535:
