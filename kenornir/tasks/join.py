@@ -92,6 +92,15 @@ def _stop_requested(task: Task) -> bool:
     return event is not None and event.is_set()
 
 
+def _wait_unless_stopped(task: Task, seconds: float) -> bool:
+    """Wait seconds; True as soon as the run is stopped meanwhile."""
+    event = _stop_event(task)
+    if event is None:
+        time.sleep(seconds)
+        return False
+    return event.wait(seconds)
+
+
 def _connection_lost(task: Task) -> bool:
     """Whether the node's connection was opened and has died since."""
     plugin = task.host.connections.get(CONNECTION_NAME)
@@ -150,11 +159,8 @@ def join_node(
             host.close_connections()
             # The failed attempt's stage results go: the node's results are its last attempt's.
             del task.results[first_result:]
-            event = _stop_event(task)
-            if event is not None and event.wait(pause):
+            if _wait_unless_stopped(task, pause):
                 break
-            if event is None:
-                time.sleep(pause)
             outcome.attempts += 1
             log.info("attempt %d", outcome.attempts)
     finally:
