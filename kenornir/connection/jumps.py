@@ -27,6 +27,7 @@ class SharedLogin:
     """One jump host login and how many node connections use it now."""
 
     client: paramiko.SSHClient
+    lock: threading.Lock  # its jump host's: users changes under it only
     users: int = 0
 
     @property
@@ -69,7 +70,7 @@ class JumpPool:
                 raise host.failure[1]
             else:
                 try:
-                    chosen = SharedLogin(log_in())
+                    chosen = SharedLogin(log_in(), host.lock)
                 except BaseException as exc:
                     host.failure = (time.monotonic(), exc)
                     raise
@@ -80,7 +81,7 @@ class JumpPool:
 
     def release(self, login: SharedLogin) -> None:
         """The node is done with login; it stays open for the next node (until close)."""
-        with self._lock:
+        with login.lock:
             login.users = max(0, login.users - 1)
 
     def close(self) -> None:
