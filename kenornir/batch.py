@@ -37,6 +37,7 @@ from kenornir.report import (
 )
 from kenornir.retry import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_S, RetryPolicy
 from kenornir.tasks.join import join_node
+from kenornir.template import masked_url
 
 
 class SelectionError(Exception):
@@ -67,6 +68,9 @@ class RunOptions:
     retries: int = DEFAULT_RETRIES  # tries again after a transient fault (kenornir.retry)
     retry_delay: float = DEFAULT_RETRY_DELAY_S
     rejoin: bool = False  # reset and join nodes joined already, instead of skipping them
+    broker: str | None = None  # a Redis URL: run the nodes on kenornir workers (distributed)
+    worker_timeout: float = 60.0  # a worker silent this long, or a queue without one, fails nodes
+    ssh_config: Path | None = None  # the --ssh-config the config was loaded with
 
 
 @dataclass
@@ -254,6 +258,11 @@ def run_batch(
     if not names:  # --rerun-failed of a run where every node ended ok: no new run at all
         return BatchRun(selection.rerun_failed or Path(), EXIT_OK, [])
     secrets = batch.secrets
+    remote = None
+    if options.broker:  # Celery is imported for --broker runs only
+        from kenornir.distributed.broker import connected_app
+
+        remote = connected_app(options.broker)  # BrokerError (exit 2) before any run dir
     terminal = Terminal(stream, secrets, progress=progress, total=len(names))
     run_dir = new_run_dir(options.run_dir)
     restore_logging = route_library_logs(run_dir / RUN_LOG_FILE, secrets)
@@ -262,7 +271,7 @@ def run_batch(
         "run_id": run_dir.name,
         "config": batch.source,
         "selection": {**_jsonable(asdict(selection)), "nodes": names},
-        "options": _jsonable(asdict(options)),
+        "options": {**_jsonable(asdict(options)), "broker": _shown_broker(options)},
         "started": started.isoformat(),
     }
     append_event(run_dir, {"event": "run-start", **report}, secrets)
@@ -280,23 +289,23 @@ def run_batch(
         except PackageError as exc:
             prepare_error = str(exc)
         if not interrupted and prepare_error is None:
-            nr = init_nornir(
-                batch,
-                workers=options.workers,
-                ssh=_ssh_options(options),
-                stop_event=stop_event,
-                transfer=options.transfer,
-                retry=RetryPolicy(options.retries, options.retry_delay),
-                rejoin=options.rejoin,
-            )
-            selected = nr.filter(filter_func=lambda host: host.name in set(names))
-            try:
-                with _stop_on_signals(stop_event, terminal):
-                    results = selected.with_processors([recorder]).run(
-                        task=join_node, name="join_node", packages=packages, on_failed=True
+            with _stop_on_signals(stop_event, terminal):
+                if remote is not None:
+                    from kenornir.distributed.controller import run_remote
+
+                    run_remote(
+                        remote,
+                        batch,
+                        names,
+                        packages=packages,
+                        options=options,
+                        recorder=recorder,
+                        stop_event=stop_event,
                     )
-            finally:
-                nr.config.user_defined["kenornir"]["jump_pool"].close()
+                else:
+                    results = _run_here(
+                        batch, names, packages, options, recorder=recorder, stop_event=stop_event
+                    )
             interrupted = stop_event.is_set()
     finally:
         terminal.close()
@@ -320,6 +329,34 @@ def run_batch(
     write_report(run_dir, report, secrets)
     append_event(run_dir, {"event": "run-end", "exit_code": code}, secrets)
     return BatchRun(run_dir, code, outcomes, report, results, prepare_error)
+
+
+def _run_here(
+    batch: BatchConfig,
+    names: Sequence[str],
+    packages: Mapping[str, KeadmPackage],
+    options: RunOptions,
+    *,
+    recorder: RunRecorder,
+    stop_event: threading.Event,
+) -> AggregatedResult:
+    """The nodes on this machine: Nornir's threaded runner, maxRunNum at a time."""
+    nr = init_nornir(
+        batch,
+        workers=options.workers,
+        ssh=ssh_options(options),
+        stop_event=stop_event,
+        transfer=options.transfer,
+        retry=RetryPolicy(options.retries, options.retry_delay),
+        rejoin=options.rejoin,
+    )
+    selected = nr.filter(filter_func=lambda host: host.name in set(names))
+    try:
+        return selected.with_processors([recorder]).run(
+            task=join_node, name="join_node", packages=packages, on_failed=True
+        )
+    finally:
+        nr.config.user_defined["kenornir"]["jump_pool"].close()
 
 
 def _all_outcomes(
@@ -346,13 +383,18 @@ def _all_outcomes(
     return outcomes
 
 
-def _ssh_options(options: RunOptions) -> dict[str, Any]:
+def ssh_options(options: RunOptions) -> dict[str, Any]:
+    """The kenornir_ssh connection plugin's run-wide options (nornir_settings' ssh)."""
     return {
         "connect_timeout": options.connect_timeout,
         "command_timeout": options.command_timeout,
         "host_key_policy": options.host_key_policy,
         "known_hosts": options.known_hosts,
     }
+
+
+def _shown_broker(options: RunOptions) -> str | None:
+    return masked_url(options.broker) if options.broker else None
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -37,7 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kenornir {__version__}")
     subcommands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add_subcommand in (add_run, add_gen_config, add_validate, add_plan, add_prepare):
+    for add_subcommand in (
+        add_run,
+        add_gen_config,
+        add_validate,
+        add_plan,
+        add_prepare,
+        add_worker,
+    ):
         add_subcommand(subcommands)
     return parser
 
@@ -45,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def with_default_command(argv: Sequence[str]) -> list[str]:
     """`kenornir CONFIG` and keadm's `kenornir -c CONFIG` mean `kenornir run ...`."""
     words = list(argv)
-    commands = {"run", "gen-config", "validate", "plan", "prepare"}
+    commands = {"run", "gen-config", "validate", "plan", "prepare", "worker"}
     if words and words[0] not in commands and words[0] not in ("-h", "--help", "--version"):
         return ["run", *words]
     return words
@@ -427,6 +435,22 @@ def add_run(subcommands: Subcommands) -> None:
         "`keadm reset` first; by default such a node is skipped",
     )
     add_package_arguments(tuning)
+    beyond = parser.add_argument_group("beyond one controller (README: Beyond one controller)")
+    beyond.add_argument(
+        "--broker",
+        metavar="URL",
+        help="run the nodes on `kenornir worker` processes through this Redis (redis://HOST:PORT/DB"
+        ", rediss:// for TLS; ${NAME} in it is read from the environment, to keep a password out "
+        "of the process list); each node goes to the queue of its `site`",
+    )
+    beyond.add_argument(
+        "--worker-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="a node whose worker is silent this long fails (worker lost); a node no worker of "
+        "its site takes this long is unreachable (default 60)",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--run-dir", type=Path, metavar="DIR", help="default kenornir-runs/<UTC>")
     output.add_argument("-v", "--verbose", action="store_true", help="add Nornir's print_result")
@@ -436,6 +460,16 @@ def add_run(subcommands: Subcommands) -> None:
 
 
 def add_package_arguments(group: argparse._ArgumentGroup) -> None:
+    add_cache_dir_argument(group)
+    group.add_argument(
+        "--insecure-skip-checksum",
+        action="store_true",
+        help="use a package that has no checksum file (none published, none beside the offline "
+        "tarball) unverified; a checksum that exists is still checked",
+    )
+
+
+def add_cache_dir_argument(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--cache-dir",
         type=Path,
@@ -443,12 +477,6 @@ def add_package_arguments(group: argparse._ArgumentGroup) -> None:
         help="default ~/.cache/kenornir/keadm; made 0700 when missing; refused (exit 3) when it, "
         "a dir in it or a parent (sticky ones such as /tmp excepted) is writable by group or "
         "others or owned by another user",
-    )
-    group.add_argument(
-        "--insecure-skip-checksum",
-        action="store_true",
-        help="use a package that has no checksum file (none published, none beside the offline "
-        "tarball) unverified; a checksum that exists is still checked",
     )
 
 
@@ -489,8 +517,19 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         labels.append((key, value))
     from kenornir.batch import RunOptions, Selection, SelectionError, run_batch
+    from kenornir.distributed.url import BrokerError
     from kenornir.report import RunDirError, summary_table
     from kenornir.template import mask_secrets
+
+    broker = None
+    if args.broker is not None:
+        from kenornir.distributed.url import resolved_url
+
+        try:
+            broker = resolved_url(args.broker, os.environ)
+        except BrokerError as exc:
+            print(f"kenornir: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
     selection = Selection(
         limit=_split(args.limit),
@@ -511,6 +550,9 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         retry_delay=args.retry_delay,
         rejoin=args.rejoin,
+        broker=broker,
+        worker_timeout=args.worker_timeout,
+        ssh_config=args.ssh_config,
     )
     # With --json, stdout carries the report alone; the live lines go to stderr.
     live = sys.stderr if args.json else sys.stdout
@@ -518,7 +560,7 @@ def run(args: argparse.Namespace) -> int:
         batch_run = run_batch(
             config, selection, options, live, progress=live.isatty() and not args.no_progress
         )
-    except (SelectionError, RunDirError) as exc:
+    except (SelectionError, RunDirError, BrokerError) as exc:
         print(f"kenornir: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if batch_run.prepare_error is not None:
@@ -555,6 +597,63 @@ def verbose_result(results: object) -> str:
 
 
 # --- prepare ------------------------------------------------------------------------------
+
+
+def add_worker(subcommands: Subcommands) -> None:
+    parser = subcommands.add_parser(
+        "worker",
+        help="run nodes sent by `kenornir CONFIG --broker URL` (one per site, or more)",
+        description="A Celery worker (threads) that takes nodes from the queue `kenornir` and "
+        "from `kenornir.site.NAME` for each --site, and runs them as a local run would: the "
+        "node's ${NAME} secrets from this environment, its key, copyFrom and hook files from "
+        "this machine's paths, the keadm packages prepared here and used only when their "
+        "digests are the ones the controller verified. SIGTERM or Ctrl-C: the running nodes "
+        "finish first.",
+    )
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help="the Redis the controller uses, as this machine reaches it (default: $KENORNIR_BROKER"
+        "; ${NAME} in it is read from the environment)",
+    )
+    parser.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also take the nodes whose `site` is NAME (repeatable)",
+    )
+    parser.add_argument(
+        "--concurrency", type=_positive_int, default=10, metavar="N", help="nodes at once (10)"
+    )
+    parser.add_argument(
+        "--name", metavar="NAME", help="the name node records give this worker (default: hostname)"
+    )
+    add_cache_dir_argument(parser.add_argument_group("packages"))
+    parser.set_defaults(command=worker)
+
+
+def worker(args: argparse.Namespace) -> int:
+    from kenornir.distributed.url import BROKER_ENV, BrokerError, resolved_url
+
+    given = args.broker or os.environ.get(BROKER_ENV)
+    if not given:
+        print(f"kenornir: error: give --broker URL (or set {BROKER_ENV})", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        url = resolved_url(given, os.environ)
+    except BrokerError as exc:
+        print(f"kenornir: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from kenornir.distributed.worker import WorkerSettings, run_worker
+
+    settings = WorkerSettings(url, sites=tuple(_split(args.site)), concurrency=args.concurrency)
+    if args.name:
+        settings = dataclasses.replace(settings, name=args.name)
+    if args.cache_dir:
+        settings = dataclasses.replace(settings, cache_dir=args.cache_dir)
+    run_worker(settings)
+    return EXIT_OK
 
 
 def add_prepare(subcommands: Subcommands) -> None:

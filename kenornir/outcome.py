@@ -58,6 +58,15 @@ class NodeOutcome:
     changed: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     attempts: int = 1  # tries, the retried transient faults included
+    worker: str | None = None  # the Celery worker that ran the node (--broker runs)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> NodeOutcome:
+        """The outcome a record (to_record's) was made of."""
+        values = dict(record)
+        values["status"] = Status(values["status"])
+        values["stage"] = None if values["stage"] is None else Stage(values["stage"])
+        return cls(**values)
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)

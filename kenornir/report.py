@@ -199,7 +199,7 @@ class RunRecorder:
     terminal: Terminal
     outcomes: dict[str, NodeOutcome] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _handlers: dict[str, logging.Handler] = field(default_factory=dict)
+    _handlers: dict[str, logging.FileHandler] = field(default_factory=dict)
     _stage_started: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def task_started(self, task: Task) -> None:
@@ -209,22 +209,15 @@ class RunRecorder:
         pass
 
     def task_instance_started(self, task: Task, host: Host) -> None:
-        handler = logging.FileHandler(self.run_dir / f"{host.name}.log", encoding="utf-8")
-        handler.setFormatter(_MaskingFormatter(host_secrets(host.data)))
-        logger = node_logger(host.name)
-        logger.setLevel(logging.INFO)
-        logger.addHandler(handler)
-        with self._lock:
-            self._handlers[host.name] = handler
-        logger.info("node %s (%s:%s) started", host.name, host.hostname, host.port or 22)
-        self.terminal.node_started()
+        where = f"{host.hostname}:{host.port or 22}"
+        self.node_started(host.name, f"node {host.name} ({where}) started", host_secrets(host.data))
 
     def subtask_instance_started(self, task: Task, host: Host) -> None:
         if task.name not in _STAGE_NAMES:
             return
         with self._lock:
             self._stage_started[(host.name, task.name)] = time.monotonic()
-        self.terminal.line(f"{host.name}: {task.name}")
+        self.stage_started(host.name, task.name)
 
     def subtask_instance_completed(self, task: Task, host: Host, result: MultiResult) -> None:
         if task.name not in _STAGE_NAMES:
@@ -237,18 +230,51 @@ class RunRecorder:
         )
 
     def task_instance_completed(self, task: Task, host: Host, result: MultiResult) -> None:
-        outcome = outcome_of(host, result)
-        logger = node_logger(host.name)
+        self.node_finished(outcome_of(host, result), host_secrets(host.data))
+
+    # The same record keeping for nodes run elsewhere (kenornir.distributed): by node name.
+
+    def node_started(self, name: str, first_line: str, secrets: Sequence[str]) -> None:
+        """Open the node's log with first_line and count the node as running."""
+        handler = logging.FileHandler(self.run_dir / f"{name}.log", encoding="utf-8")
+        handler.setFormatter(_MaskingFormatter(secrets))
+        logger = node_logger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        with self._lock:
+            self._handlers[name] = handler
+        logger.info("%s", first_line)
+        self.terminal.node_started()
+
+    def stage_started(self, name: str, stage: str) -> None:
+        self.terminal.line(f"{name}: {stage}")
+
+    def node_log_text(self, name: str, text: str, secrets: Sequence[str]) -> None:
+        """Add lines logged elsewhere (timestamped there) to the node's log as they are."""
+        with self._lock:
+            handler = self._handlers.get(name)
+        if handler is None or handler.stream is None or not text:
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(mask_secrets(text.rstrip("\n") + "\n", secrets))
+            handler.flush()
+        finally:
+            handler.release()
+
+    def node_finished(self, outcome: NodeOutcome, secrets: Sequence[str]) -> None:
+        """Log, record and show the node's outcome, and close its log."""
+        logger = node_logger(outcome.node)
         logger.info(
             "node %s: %s%s",
-            host.name,
+            outcome.node,
             outcome.status,
             f" ({outcome.reason})" if outcome.reason else "",
         )
         with self._lock:
-            self.outcomes[host.name] = outcome
-            handler = self._handlers.pop(host.name, None)
-            append_event(self.run_dir, outcome.to_record(), host_secrets(host.data))
+            self.outcomes[outcome.node] = outcome
+            handler = self._handlers.pop(outcome.node, None)
+            append_event(self.run_dir, outcome.to_record(), secrets)
         if handler is not None:
             logger.removeHandler(handler)
             handler.close()
@@ -315,10 +341,12 @@ def totals(outcomes: Iterable[NodeOutcome]) -> dict[str, int]:
 
 def summary_table(outcomes: Sequence[NodeOutcome], run_dir: Path) -> str:
     """The end-of-run table: one row per node, totals, and where the logs are. A TRIES column
-    appears when a node needed more than one attempt (retried transient faults)."""
+    appears when a node needed more than one attempt (retried transient faults), a WORKER
+    column in a --broker run."""
     retried = any(o.attempts > 1 for o in outcomes)
+    distributed = any(o.worker for o in outcomes)
     header = ("NODE", "ADDRESS", "ARCH", "STATUS", "STAGE", "TIME", *(("TRIES",) * retried))
-    header += ("REASON",)
+    header += (*(("WORKER",) * distributed), "REASON")
     rows = [
         (
             o.node,
@@ -328,6 +356,7 @@ def summary_table(outcomes: Sequence[NodeOutcome], run_dir: Path) -> str:
             str(o.stage) if o.stage else "-",
             f"{o.duration_s:.1f}s",
             *((str(o.attempts),) * retried),
+            *((o.worker or "-",) * distributed),
             (o.reason or "") if o.status is not Status.OK else "",
         )
         for o in outcomes

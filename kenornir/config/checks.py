@@ -42,6 +42,7 @@ class NodeDraft:
     pre_run: tuple[str, ...]
     post_run: tuple[str, ...]
     arch: str | None
+    site: str | None
 
 
 def check_uploads(reader: Reader, draft: NodeDraft) -> None:
@@ -211,5 +212,6 @@ def finish_node(
         keadm_bin_dir=draft.keadm_bin_dir,
         labels=draft.labels,
         arch=draft.arch,
+        site=draft.site,
         secrets=secrets,
     )

@@ -99,6 +99,8 @@ SECTIONS: dict[str, tuple[Field, ...]] = {
         Field("preRun", "scripts", default=()),
         Field("postRun", "scripts", default=()),
         Field("ssh", "node"),
+        # kenornir: the site whose workers run the node in a --broker run (kenornir.distributed)
+        Field("site", "text"),
     ),
     SSH: (
         Field("ip", "text", what="the node's IP address or host name", required=True),

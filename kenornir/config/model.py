@@ -89,6 +89,8 @@ class NodeConfig:
     # Upstream's own sample writes `arch` and upstream ignores it; kenornir checks it is prepared.
     arch: str | None
     secrets: tuple[str, ...]
+    # Which workers run the node in a --broker run: those of queue kenornir.site.<site>.
+    site: str | None = None
 
     @property
     def work_dir(self) -> str:

@@ -23,6 +23,8 @@ from kenornir.template import masked_url
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _VERSION = re.compile(r"v[0-9][0-9A-Za-z.+_-]*")
+# A site names a Celery queue (kenornir.site.<site>): no dots or spaces to misroute it.
+_SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def read_batch(reader: Reader, root: Node) -> BatchConfig | None:
@@ -147,6 +149,18 @@ def _read_node(reader: Reader, index: int, node: Node, keadm: KeadmConfig) -> No
         pre_run=keadm.pre_run + fields["preRun"],
         post_run=keadm.post_run + fields["postRun"],
         arch=fields["arch"],
+        site=_site(reader, f"{path}.site", fields["site"]),
     )
     check_uploads(reader, draft)
     return draft
+
+
+def _site(reader: Reader, path: str, site: str | None) -> str | None:
+    if site is not None and not _SITE_NAME.fullmatch(site):
+        reader.fail(
+            path,
+            f"{site!r} is not a site name (use lowercase letters, digits, '_' and '-', "
+            "starting with a letter or digit, at most 63)",
+        )
+        return None
+    return site
