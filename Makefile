@@ -20,14 +20,14 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # The lab needs sshd and sudo, zstd (what kenornir unpacks keadm with on nodes that have it),
-# busybox (the BusyBox node flavour) and iproute2 (sites: network namespaces and veth); install
-# them only when missing and only as root.
+# busybox (the BusyBox node flavour), iproute2 (sites: network namespaces and veth) and
+# redis-server (the broker of --broker runs); install them only when missing and only as root.
 deps:
 	@if [ ! -x /usr/sbin/sshd ] || ! command -v sudo >/dev/null || ! command -v zstd >/dev/null \
-	  || [ ! -x /usr/bin/busybox ] || ! command -v ip >/dev/null; then \
+	  || [ ! -x /usr/bin/busybox ] || ! command -v ip >/dev/null || [ ! -x /usr/bin/redis-server ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo zstd busybox iproute2 >/dev/null; \
-	  else echo "lab needs openssh-server, sudo, zstd, busybox and iproute2 (run as root to install them)"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sudo zstd busybox iproute2 redis-server >/dev/null; \
+	  else echo "lab needs openssh-server, sudo, zstd, busybox, iproute2 and redis-server (run as root to install them)"; fi; \
 	fi
 
 test: setup deps

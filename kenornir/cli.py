@@ -603,8 +603,9 @@ def add_worker(subcommands: Subcommands) -> None:
     parser = subcommands.add_parser(
         "worker",
         help="run nodes sent by `kenornir CONFIG --broker URL` (one per site, or more)",
-        description="A Celery worker (threads) that takes nodes from the queue `kenornir` and "
-        "from `kenornir.site.NAME` for each --site, and runs them as a local run would: the "
+        description="A Celery worker (threads) that takes the nodes of the queue "
+        "`kenornir.site.NAME` for each --site (without --site: those of the queue `kenornir`, "
+        "nodes that have no site), and runs them as a local run would: the "
         "node's ${NAME} secrets from this environment, its key, copyFrom and hook files from "
         "this machine's paths, the keadm packages prepared here and used only when their "
         "digests are the ones the controller verified. SIGTERM or Ctrl-C: the running nodes "
@@ -621,7 +622,8 @@ def add_worker(subcommands: Subcommands) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="also take the nodes whose `site` is NAME (repeatable)",
+        help="take the nodes whose `site` is NAME, and only those of the sites given "
+        "(repeatable)",
     )
     parser.add_argument(
         "--concurrency", type=_positive_int, default=10, metavar="N", help="nodes at once (10)"

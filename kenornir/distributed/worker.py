@@ -50,7 +50,9 @@ class WorkerSettings:
 
     @property
     def queues(self) -> list[str]:
-        return [queue_for(None), *(queue_for(site) for site in self.sites)]
+        """Its sites' queues; the common queue (nodes without a site) when it has no site. A
+        worker inside a site rarely reaches nodes outside it: it must not take theirs."""
+        return [queue_for(site) for site in self.sites] or [queue_for(None)]
 
     @property
     def celery_hostname(self) -> str:
@@ -95,6 +97,11 @@ class _Running:
     log_path: Path
     stop: threading.Event = field(default_factory=threading.Event)
     next_beat: float = 0.0
+
+    def stage_reached(self, stage: str) -> None:
+        """A new stage is reported at the next tick, not at the next heartbeat."""
+        self.progress.stages.append(stage)
+        self.next_beat = 0.0
 
 
 class _StageRecorder(RunRecorder):
@@ -175,7 +182,7 @@ class NodeRunner:
             rejoin=job.rejoin,
         )
         nr.config.user_defined["kenornir"]["jump_pool"] = self.jump_pool
-        recorder = _StageRecorder(scratch, running.progress.stages.append)
+        recorder = _StageRecorder(scratch, running.stage_reached)
         nr.with_processors([recorder]).run(
             task=join_node, name="join_node", packages=packages, on_failed=True
         )
