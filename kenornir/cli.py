@@ -622,8 +622,7 @@ def add_worker(subcommands: Subcommands) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="take the nodes whose `site` is NAME, and only those of the sites given "
-        "(repeatable)",
+        help="take the nodes whose `site` is NAME, and only those of the sites given (repeatable)",
     )
     parser.add_argument(
         "--concurrency", type=_positive_int, default=10, metavar="N", help="nodes at once (10)"
