@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -123,8 +123,13 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_or_report(args: argparse.Namespace) -> BatchConfig | None:
-    """The config named on the command line, or None after printing every problem to stderr."""
+def load_or_report(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> BatchConfig | None:
+    """The config named on the command line, or None after printing every problem to stderr.
+
+    env: where `${NAME}` is read from; default the process environment.
+    """
     given = [path for path in (args.config, args.config_option) if path is not None]
     if len(given) != 1:
         print("kenornir: error: give the config file once: CONFIG or -c CONFIG", file=sys.stderr)
@@ -132,7 +137,7 @@ def load_or_report(args: argparse.Namespace) -> BatchConfig | None:
     from kenornir.config import ConfigError, exposed_secrets_warning, load_config
 
     try:
-        config = load_config(given[0], ssh_config=args.ssh_config)
+        config = load_config(given[0], env, ssh_config=args.ssh_config)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -506,9 +511,20 @@ def _split(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_report(args)
+    from kenornir.config.portable import WorkerEnvironment
+
+    # On workers the ${NAME} secrets are theirs to resolve: the controller may lack them.
+    on_workers = WorkerEnvironment(os.environ) if args.broker is not None else None
+    config = load_or_report(args, on_workers)
     if config is None:
         return EXIT_USAGE
+    left = sorted(on_workers.left_to_workers) if on_workers else []
+    if left:
+        print(
+            f"kenornir: {', '.join(left)} not set here: the workers read "
+            f"{'it' if len(left) == 1 else 'them'} from their environment",
+            file=sys.stderr,
+        )
     labels = []
     for label in args.label:
         key, equals, value = label.partition("=")

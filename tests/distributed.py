@@ -39,6 +39,12 @@ class Redis:
     port: int
     password: str
     tls_ca: Path | None  # set when the server speaks TLS only
+    process: subprocess.Popen[str]
+
+    def stop(self) -> None:
+        """Stop the server now (a broker that goes away mid-run)."""
+        self.process.terminate()
+        self.process.wait(10)
 
     def url(self, address: str = "127.0.0.1", *, password: str | None = None) -> str:
         secret = self.password if password is None else password
@@ -78,7 +84,7 @@ def redis_server(
     assert server.stdin is not None
     server.stdin.write(f"requirepass {password}\n")
     server.stdin.close()
-    redis = Redis(port, password, ca)
+    redis = Redis(port, password, ca, server)
     try:
         _wait_for(lambda: _answers(redis), 10, "redis-server to answer")
         yield redis

@@ -39,6 +39,11 @@ def environment(**extra: str) -> dict[str, str]:
     return {**os.environ, TOKEN_VARIABLE: LAB_TOKEN, **extra}
 
 
+def controller_environment() -> dict[str, str]:
+    """The controller's: the join token is the workers' alone (they resolve ${NAME})."""
+    return {name: value for name, value in os.environ.items() if name != TOKEN_VARIABLE}
+
+
 def controller(workdir: Path, config: Path, run: str, *args: str) -> dict[str, Any]:
     """Run the controller to its end; its report.json, stdout and stderr."""
     completed = subprocess.run(
@@ -47,7 +52,7 @@ def controller(workdir: Path, config: Path, run: str, *args: str) -> dict[str, A
         text=True,
         timeout=180,
         check=False,
-        env=environment(BROKER_PASSWORD=os.environ.get("BROKER_PASSWORD", "")),
+        env=controller_environment(),
     )
     assert "Traceback" not in completed.stderr, completed.stderr
     report: dict[str, Any] = json.loads((workdir / run / "report.json").read_text())
@@ -62,7 +67,11 @@ class LiveRun:
     def __init__(self, argv: list[str]) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment()
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=controller_environment(),
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -163,6 +172,7 @@ def test_two_sites_each_run_by_its_own_worker_and_no_secret_crosses_the_broker(
     assert f"${{{TOKEN_VARIABLE}}}" in seen  # the node config went through unresolved
     assert LAB_TOKEN not in seen
     assert "WORKER" in report["stdout"]
+    assert f"{TOKEN_VARIABLE} not set here: the workers read it" in report["stderr"]
 
 
 def test_a_worker_killed_mid_node_fails_only_that_node_and_a_rerun_finishes_it(
@@ -283,6 +293,28 @@ def test_ctrl_c_revokes_the_queued_nodes_and_stops_the_running_ones(
         time.sleep(2)  # the queued node's task was revoked: no worker takes it up later
         assert lab.join_records(queued["node"]) == []
         assert "kenornir.join_node" not in redis_queue_text(redis, "kenornir")
+
+
+def test_a_broker_lost_mid_run_ends_every_node_recorded(
+    make_lab: LabFactory, offline: Path, tmp_path: Path
+) -> None:
+    lab = make_lab(nodes=3)
+    config = plain_config(lab, tmp_path, "lost.yaml", preRun=[slow_hook(tmp_path, 8)])
+    with (
+        redis_server(tmp_path / "redis") as redis,
+        workers(lambda: Worker(tmp_path, redis.url(), "hq", concurrency=2, env=environment())),
+    ):
+        argv = controller_argv(tmp_path, config, "run", "--broker", redis.url())
+        run = LiveRun([*argv, "--worker-timeout", "3", "--workers", "2"])
+        run.wait_for_stage("pre-run", 2)
+        redis.stop()
+        output = run.finish(60)
+    assert run.process.returncode == 1, output
+    assert "Traceback" not in output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    reasons = sorted(record["reason"].split(" (")[0] for record in report["nodes"])
+    assert reasons == ["lost touch with the broker"] * 2 + ["not sent: lost touch with the broker"]
+    assert {record["status"] for record in report["nodes"]} == {"failed"}
 
 
 def test_rediss_with_a_password_works(make_lab: LabFactory, offline: Path, tmp_path: Path) -> None:

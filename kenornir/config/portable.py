@@ -8,7 +8,7 @@ offlinePackageDir) are read on the worker. The worker validates the text as the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -47,6 +47,30 @@ def travelling_secret_fields(text: str, secrets: Sequence[str]) -> list[str]:
         for path, value in _scalars(root, "")
         if any(secret and secret in value for secret in secrets)
     ]
+
+
+class WorkerEnvironment(Mapping[str, str]):
+    """The controller's environment for a config run on workers: a `${NAME}` it lacks is left
+    to the workers (the node texts keep `${NAME}` whatever this holds) and reads as itself."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.left_to_workers: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.env:
+            return self.env[name]
+        self.left_to_workers.add(name)
+        return f"${{{name}}}"
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
 
 
 def _composed(path: str | Path, ssh_config: Path | None) -> Node:

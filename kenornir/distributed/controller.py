@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, states
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from kenornir.config import BatchConfig, NodeConfig
 from kenornir.config.portable import node_texts, travelling_secret_fields
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 DEFAULT_WORKER_TIMEOUT_S = 60.0
 _POLL_S = 0.2
+# What the broker's clients raise when it is away (kombu wraps redis-py's errors, mostly).
+BROKER_ERRORS = (OSError, RedisError, OperationalError)
 _ASK_WORKERS_EVERY_S = 2.0
 _ASK_WORKERS_TIMEOUT_S = 1.0
 
@@ -181,23 +185,48 @@ class Dispatcher:
         """Every node of names ends recorded, unless the run is stopped before it is sent."""
         waiting = deque(names)
         watch = _QueueWatch(self.app)
+        down_since: float | None = None
         try:
             while self.flights or (waiting and not self.stop_event.is_set()):
-                if self.stop_event.is_set() and not self._revoked:
-                    self._revoke_all()
-                while waiting and len(self.flights) < self.in_flight:
-                    if self.stop_event.is_set():
-                        break
-                    self._send(self.nodes[waiting.popleft()])
-                self._poll(watch)
+                try:
+                    self._step(waiting, watch)
+                    down_since = None
+                except BROKER_ERRORS as exc:
+                    now = time.monotonic()
+                    if down_since is None:
+                        down_since = now
+                        logger.warning("the broker does not answer: %s (trying again)", exc)
+                    elif now - down_since >= self.worker_timeout:
+                        self._abandon(waiting, f"{type(exc).__name__}: {exc}")
+                        return
                 time.sleep(_POLL_S)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the workers
             for flight in list(self.flights.values()):
-                self._give_up(
-                    flight, Status.INTERRUPTED, f"the controller stopped waiting for {_who(flight)}"
-                )
+                stopped = f"the controller stopped waiting for {_who(flight)}"
+                self._give_up(flight, Status.INTERRUPTED, stopped)
         finally:
             watch.close()
+
+    def _step(self, waiting: deque[str], watch: _QueueWatch) -> None:
+        if self.stop_event.is_set() and not self._revoked:
+            self._revoke_all()
+        while waiting and len(self.flights) < self.in_flight and not self.stop_event.is_set():
+            self._send(self.nodes[waiting[0]])
+            waiting.popleft()  # only once it is sent: a send that fails is tried again
+        self._poll(watch)
+
+    def _abandon(self, waiting: deque[str], error: str) -> None:
+        """The broker stayed away for the worker timeout: every node ends failed, saying so."""
+        logger.warning("the broker stayed away for %g s: giving up", self.worker_timeout)
+        for flight in list(self.flights.values()):
+            reason = f"lost touch with the broker ({error}): how the node ended is not known"
+            self._give_up(flight, Status.FAILED, reason, revoke=False)
+        for name in waiting:
+            flight = _Flight(self.nodes[name], "", queue_for(self.nodes[name].site), 0.0)
+            self.flights[flight.task_id] = flight
+            reason = f"not sent: lost touch with the broker ({error})"
+            self._give_up(flight, Status.FAILED, reason, revoke=False)
+        waiting.clear()
 
     def _send(self, node: NodeConfig) -> None:
         task_id = str(uuid.uuid4())
@@ -260,10 +289,16 @@ class Dispatcher:
         self._open(flight, "was taken by no worker")
         self._give_up(flight, Status.UNREACHABLE, f"no worker for {where}")
 
-    def _give_up(self, flight: _Flight, status: Status, reason: str) -> None:
+    def _give_up(
+        self, flight: _Flight, status: Status, reason: str, *, revoke: bool = True
+    ) -> None:
         """End the node here: revoked, so that no worker runs it or goes on with it."""
-        self.app.control.revoke(flight.task_id)
-        self.app.backend.mark_as_revoked(flight.task_id, reason)
+        if revoke:
+            try:
+                self.app.control.revoke(flight.task_id)
+                self.app.backend.mark_as_revoked(flight.task_id, reason)
+            except BROKER_ERRORS as exc:  # recorded all the same; a worker may still run it
+                logger.warning("node %s: not revoked: %s", flight.node.name, exc)
         if not flight.opened:
             self._open(flight, "was not started")
         self.recorder.node_log_text(flight.node.name, flight.log, flight.node.secrets)
