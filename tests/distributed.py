@@ -120,6 +120,7 @@ class Worker:
         concurrency: int = 4,
         netns: str | None = None,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self.log = workdir / f"worker-{name}.log"
@@ -135,6 +136,7 @@ class Worker:
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
             env=environment,
+            cwd=cwd,
         )
         _wait_for(self._ready, 30, f"worker {name} to be ready")
 

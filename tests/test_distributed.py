@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.batch_configs import LAB_TOKEN, node_entry, offline_dir_of, write_config
 from tests.distributed import Worker, monitor, redis_server, workers
-from tests.lab import Lab, LabFactory
+from tests.lab import Lab, LabFactory, build_packages
+from tests.test_outputs import SCHEMA
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -44,7 +46,9 @@ def controller_environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name != TOKEN_VARIABLE}
 
 
-def controller(workdir: Path, config: Path, run: str, *args: str) -> dict[str, Any]:
+def controller(
+    workdir: Path, config: Path, run: str, *args: str, cwd: Path | None = None
+) -> dict[str, Any]:
     """Run the controller to its end; its report.json, stdout and stderr."""
     completed = subprocess.run(
         controller_argv(workdir, config, run, *args),
@@ -53,6 +57,7 @@ def controller(workdir: Path, config: Path, run: str, *args: str) -> dict[str, A
         timeout=180,
         check=False,
         env=controller_environment(),
+        cwd=cwd,
     )
     assert "Traceback" not in completed.stderr, completed.stderr
     report: dict[str, Any] = json.loads((workdir / run / "report.json").read_text())
@@ -163,6 +168,7 @@ def test_two_sites_each_run_by_its_own_worker_and_no_secret_crosses_the_broker(
     ), report["stdout"] + report["stderr"]
     assert workers_of == {**dict.fromkeys(here, "hq"), **dict.fromkeys(site.node_names, "north-1")}
     assert report["exit_code"] == 0 and report["returncode"] == 0
+    jsonschema.validate(json.loads((tmp_path / "run" / "report.json").read_text()), SCHEMA)
     assert redis.password not in json.dumps(report["options"])
     for name in site.node_names:  # each node's log came back from its worker
         log = (tmp_path / "run" / f"{name}.log").read_text()
@@ -315,6 +321,35 @@ def test_a_broker_lost_mid_run_ends_every_node_recorded(
     reasons = sorted(record["reason"].split(" (")[0] for record in report["nodes"])
     assert reasons == ["lost touch with the broker"] * 2 + ["not sent: lost touch with the broker"]
     assert {record["status"] for record in report["nodes"]} == {"failed"}
+
+
+def test_a_worker_whose_keadm_differs_from_the_controllers_sends_it_to_no_node(
+    make_lab: LabFactory, tmp_path: Path
+) -> None:
+    """The same relative offlinePackageDir holds another keadm on the worker's machine: the
+    worker prepares it by the same rules, finds its digest is not the one the controller
+    verified, and fails the node before anything is uploaded."""
+    lab = make_lab(nodes=1)
+    (name,) = (node.name for node in lab.nodes)
+    here, there = tmp_path / "controller", tmp_path / "worker"
+    build_packages(here / "packages", arches=("amd64",), binary_size=1 << 20)
+    build_packages(there / "packages", arches=("amd64",), binary_size=(1 << 20) + 1)
+    config = write_config(
+        here / "mismatch.yaml",
+        [node_entry(lab, name, cmd=JOIN)],
+        Path("packages"),
+        arch_group=("amd64",),
+    )
+    with (
+        redis_server(tmp_path / "redis") as redis,
+        workers(lambda: Worker(tmp_path, redis.url(), "hq", cwd=there)),
+    ):
+        report = controller(tmp_path, config, "run", "--broker", redis.url(), cwd=here)
+    (record,) = report["nodes"]
+    assert (record["status"], record["worker"]) == ("failed", "hq"), report["stdout"]
+    assert "the controller verified" in record["reason"]
+    assert "not sent to any node" in record["reason"]
+    assert lab.exec(name, "ls /tmp/kubeedge/keadm 2>&1 || true").stdout.count("keadm\n") == 0
 
 
 def test_rediss_with_a_password_works(make_lab: LabFactory, offline: Path, tmp_path: Path) -> None:

@@ -108,15 +108,19 @@ def _with_nodes(root: Node, items: list[Node]) -> MappingNode:
     return MappingNode(root.tag, entries, flow_style=False)
 
 
-def _scalars(node: Node, path: str) -> Iterator[tuple[str, str]]:
-    """Every scalar of the tree with its YAML path (`nodes[0].ssh.ip`); an alias is walked
-    where it is used, as the reader reads it."""
+def _scalars(node: Node, path: str, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
+    """Every scalar of the tree with its YAML path (`nodes[0].ssh.ip`), where it is written: a
+    node reached again through an alias is not walked again."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, ScalarNode):
         yield path, str(node.value)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
-            yield from _scalars(item, f"{path}[{index}]")
+            yield from _scalars(item, f"{path}[{index}]", seen)
     elif isinstance(node, MappingNode):
         for key, value in node.value:
             name = str(key.value) if isinstance(key, ScalarNode) else "?"
-            yield from _scalars(value, f"{path}.{name}" if path else name)
+            yield from _scalars(value, f"{path}.{name}" if path else name, seen)

@@ -169,7 +169,7 @@ class NodeRunner:
         try:
             packages = self._packages_for(batch, job)
         except PackageError as exc:
-            reason = f"worker {name} cannot use the keadm packages: {exc}"
+            reason = str(exc)
             return NodeOutcome(job.node, address, status=Status.FAILED, reason=reason)
         ssh = dict(job.ssh)
         nr = init_nornir(
@@ -248,8 +248,8 @@ def verified(
             raise PackageError(f"no keadm for {arch} was prepared on worker {worker}")
         if package.binary_sha256 != sha256:
             raise PackageError(
-                f"keadm for {arch} on worker {worker} has sha256 {package.binary_sha256}, "
-                f"the controller verified {sha256}: not sent to any node"
+                f"keadm for {arch} prepared on worker {worker} has sha256 "
+                f"{package.binary_sha256}, the controller verified {sha256}: not sent to any node"
             )
     return {arch: packages[arch] for arch in wanted}
 
