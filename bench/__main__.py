@@ -12,15 +12,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench.contenders import ANSIBLE, CONTENDERS, KENORNIR, KENORNIR_SFTP, TOOLS_VENV
+from bench.contenders import (
+    ANSIBLE,
+    CONTENDERS,
+    KENORNIR,
+    KENORNIR_BROKER,
+    KENORNIR_SFTP,
+    TOOLS_VENV,
+)
 from bench.hotspots import cpu_by_command, profile_kenornir
 from bench.job import write_job
-from bench.report import link_check_lines, machine_line, render_table, summarize, targets
+from bench.report import (
+    broker_overhead_line,
+    link_check_lines,
+    machine_line,
+    render_table,
+    summarize,
+    targets,
+)
 from bench.runner import BenchError, Runner
 from bench.wire import WireCounters, WireError
+from tests.distributed import Worker, redis_server
 from tests.lab import Lab, LabError, ensure_packages, leased_subnet
 from tests.lab.link_check import LinkCheckError, LinkFigures, measure_link
 from tests.lab.relay import EdgeLink
@@ -81,10 +96,16 @@ def _bench(args: argparse.Namespace) -> int:
         log.info("%s", link_check_lines(link_check))
     with _running_lab(work_dir / "lab", args.nodes, edge_link) as lab:
         job = write_job(work_dir / "job", lab.client_nodes, lab.key_path, packages, args.workers)
-        with WireCounters(f"kenornir_bench_{os.getpid()}", job.nodes) as wire:
+        with (
+            WireCounters(f"kenornir_bench_{os.getpid()}", job.nodes) as wire,
+            contextlib.ExitStack() as broker,
+        ):
             runner = Runner(lab, job, wire, work_dir / "runs")
-            if {KENORNIR, KENORNIR_SFTP} & set(contenders):
+            if {KENORNIR, KENORNIR_SFTP, KENORNIR_BROKER} & set(contenders):
                 runner.prepare_kenornir()
+            if KENORNIR_BROKER in contenders:
+                url = broker.enter_context(_broker_worker(work_dir, runner.cache_dir, args.workers))
+                runner.job = job = replace(job, broker=url)
             measurements = runner.rounds(contenders, args.rounds, args.second_run)
             profile = profile_kenornir(runner, args.scenario, work_dir) if args.profile else None
             cpu = cpu_by_command(runner, contenders, work_dir) if args.cpu_profile else None
@@ -96,6 +117,9 @@ def _bench(args: argparse.Namespace) -> int:
     if link_check is not None:
         print(link_check_lines(link_check))
     print(render_table(summaries))
+    overhead = broker_overhead_line(summaries, args.nodes)
+    if overhead is not None:
+        print(overhead)
     if help_seconds is not None:
         print(f"kenornir --help: median {help_seconds:.3f} s of {args.help_runs} runs")
     print("targets:")
@@ -121,6 +145,20 @@ def _bench(args: argparse.Namespace) -> int:
     )
     print(f"figures of every run: {results}")
     return 0
+
+
+@contextlib.contextmanager
+def _broker_worker(work_dir: Path, cache_dir: Path, concurrency: int) -> Iterator[str]:
+    """Debian's redis-server and one `kenornir worker` taking the nodes (its package cache is
+    the one prepared for kenornir); the broker URL."""
+    with redis_server(work_dir / "redis") as redis:
+        worker = Worker(
+            work_dir / "worker", redis.url(), "bench", concurrency=concurrency, cache_dir=cache_dir
+        )
+        try:
+            yield redis.url()
+        finally:
+            worker.stop()
 
 
 @contextlib.contextmanager

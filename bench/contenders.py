@@ -16,9 +16,11 @@ KENORNIR = "kenornir"
 KENORNIR_SECOND_RUN = "kenornir (2nd run)"
 # kenornir with --transfer sftp: the path it takes on nodes whose userland cannot stream (BusyBox).
 KENORNIR_SFTP = "kenornir-sftp"
+# kenornir --broker: the same nodes through Redis and one `kenornir worker` on this machine.
+KENORNIR_BROKER = "kenornir-broker"
 OPENSSH = "openssh"
 ANSIBLE = "ansible"
-CONTENDERS = (KENORNIR, KENORNIR_SFTP, OPENSSH, ANSIBLE)
+CONTENDERS = (KENORNIR, KENORNIR_SFTP, KENORNIR_BROKER, OPENSSH, ANSIBLE)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,13 @@ def kenornir(job: Job, paths: RunPaths) -> Command:
 def kenornir_sftp(job: Job, paths: RunPaths) -> Command:
     command = kenornir(job, paths)
     return Command([*command.argv, "--transfer", "sftp"], command.env)
+
+
+def kenornir_broker(job: Job, paths: RunPaths) -> Command:
+    command = kenornir(job, paths)
+    if job.broker is None:
+        raise ValueError("the kenornir-broker contender needs the bench's Redis (job.broker)")
+    return Command([*command.argv, "--broker", job.broker], command.env)
 
 
 def kenornir_prepare(job: Job, cache_dir: Path) -> Command:
@@ -99,6 +108,7 @@ COMMANDS: Mapping[str, Callable[[Job, RunPaths], Command]] = {
     KENORNIR: kenornir,
     KENORNIR_SECOND_RUN: kenornir,
     KENORNIR_SFTP: kenornir_sftp,
+    KENORNIR_BROKER: kenornir_broker,
     OPENSSH: openssh,
     ANSIBLE: ansible,
 }

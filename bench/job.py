@@ -35,6 +35,7 @@ class Job:
     kenornir_config: Path
     hosts_file: Path  # for OpenSSH: one "NAME ADDRESS PORT BINARY" line per node
     ansible_inventory: Path
+    broker: str | None = None  # the Redis of the kenornir-broker contender, when it runs
 
     @property
     def binary_size(self) -> int:

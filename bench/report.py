@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.contenders import ANSIBLE, KENORNIR, KENORNIR_SECOND_RUN, OPENSSH
+from bench.contenders import ANSIBLE, KENORNIR, KENORNIR_BROKER, KENORNIR_SECOND_RUN, OPENSSH
 from bench.runner import Measurement
 from tests.lab.link_check import LinkFigures
 
@@ -94,6 +94,18 @@ def targets(
     if help_seconds is not None:
         found.append(Target("kenornir --help", help_seconds, 0.3, " s"))
     return found
+
+
+def broker_overhead_line(summaries: Mapping[str, Summary], nodes: int) -> str | None:
+    """What a --broker run adds to the local one, per node (the broker's round trips)."""
+    local, broker = summaries.get(KENORNIR), summaries.get(KENORNIR_BROKER)
+    if local is None or broker is None:
+        return None
+    extra = broker.median_wall - local.median_wall
+    return (
+        f"kenornir-broker / kenornir: {_ratio(broker.median_wall, local.median_wall).strip()}x, "
+        f"{extra / nodes * 1000:+.1f} ms per node ({extra:+.2f} s over {nodes} nodes)"
+    )
 
 
 def render_table(summaries: Mapping[str, Summary]) -> str:

@@ -121,12 +121,14 @@ class Worker:
         netns: str | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.name = name
         self.log = workdir / f"worker-{name}.log"
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "kenornir", "worker", "--name", name]
-        argv += ["--concurrency", str(concurrency), "--cache-dir", str(workdir / f"cache-{name}")]
+        cache = cache_dir or workdir / f"cache-{name}"
+        argv += ["--concurrency", str(concurrency), "--cache-dir", str(cache)]
         argv += [arg for site in sites for arg in ("--site", site)]
         if netns:  # nsenter execs the worker: its PID is the worker's own
             argv = ["nsenter", f"--net={NETNS_DIR / netns}", *argv]
