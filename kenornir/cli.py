@@ -662,9 +662,19 @@ def worker(args: argparse.Namespace) -> int:
     except BrokerError as exc:
         print(f"kenornir: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from kenornir.config.model import SITE_NAME, SITE_NAME_RULE
+
+    sites = _split(args.site)
+    for site in sites:
+        if not SITE_NAME.fullmatch(site):
+            print(
+                f"kenornir: error: --site {site!r}: not a site name ({SITE_NAME_RULE})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     from kenornir.distributed.worker import WorkerSettings, run_worker
 
-    settings = WorkerSettings(url, sites=tuple(_split(args.site)), concurrency=args.concurrency)
+    settings = WorkerSettings(url, sites=sites, concurrency=args.concurrency)
     if args.name:
         settings = dataclasses.replace(settings, name=args.name)
     if args.cache_dir:

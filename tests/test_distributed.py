@@ -316,7 +316,7 @@ def test_a_broker_lost_mid_run_ends_every_node_recorded(
         redis.stop()
         output = run.finish(60)
     assert run.process.returncode == 1, output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     reasons = sorted(record["reason"].split(" (")[0] for record in report["nodes"])
     assert reasons == ["lost touch with the broker"] * 2 + ["not sent: lost touch with the broker"]

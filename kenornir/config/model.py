@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ TransferMode = Literal["auto", "stream", "sftp"]
 TRANSFER_MODES: tuple[TransferMode, ...] = ("auto", "stream", "sftp")
 
 AuthKind = Literal["password", "privateKey", "agent"]
+# A site names a Celery queue (kenornir.site.<site>): no dots or spaces to misroute it.
+SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+SITE_NAME_RULE = (
+    "use lowercase letters, digits, '_' and '-', starting with a letter or digit, at most 63"
+)
 
 
 class ConfigError(Exception):

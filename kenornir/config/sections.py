@@ -12,6 +12,8 @@ from kenornir.config.fields import DOWNLOAD, KEADM, NODE, TOP, defaults_of
 from kenornir.config.model import (
     ARCHES,
     DEFAULT_MAX_RUN_NUM,
+    SITE_NAME,
+    SITE_NAME_RULE,
     BatchConfig,
     DownloadConfig,
     KeadmConfig,
@@ -23,8 +25,6 @@ from kenornir.template import masked_url
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _VERSION = re.compile(r"v[0-9][0-9A-Za-z.+_-]*")
-# A site names a Celery queue (kenornir.site.<site>): no dots or spaces to misroute it.
-_SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def read_batch(reader: Reader, root: Node) -> BatchConfig | None:
@@ -156,11 +156,7 @@ def _read_node(reader: Reader, index: int, node: Node, keadm: KeadmConfig) -> No
 
 
 def _site(reader: Reader, path: str, site: str | None) -> str | None:
-    if site is not None and not _SITE_NAME.fullmatch(site):
-        reader.fail(
-            path,
-            f"{site!r} is not a site name (use lowercase letters, digits, '_' and '-', "
-            "starting with a letter or digit, at most 63)",
-        )
+    if site is not None and not SITE_NAME.fullmatch(site):
+        reader.fail(path, f"{site!r} is not a site name ({SITE_NAME_RULE})")
         return None
     return site

@@ -10,6 +10,7 @@ ones are stopped on their nodes by their workers, and their outcomes are waited 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -157,6 +158,40 @@ class _QueueWatch:
                 return
 
 
+class _News:
+    """Wakes the controller as soon as a worker reports: the Redis result backend publishes every
+    state it stores on the task's key, so waiting on those channels replaces polling on a clock."""
+
+    def __init__(self, app: Celery) -> None:
+        self.backend = redis_backend(app)
+        self.pubsub = self.backend.client.pubsub(ignore_subscribe_messages=True)
+        self.followed: set[str] = set()
+
+    def follow(self, task_id: str) -> None:
+        key = self.backend.get_key_for_task(task_id)
+        self.pubsub.subscribe(key)
+        self.followed.add(key)
+
+    def forget(self, task_id: str) -> None:
+        key = self.backend.get_key_for_task(task_id)
+        if key in self.followed:
+            self.followed.discard(key)
+            self.pubsub.unsubscribe(key)
+
+    def wait(self, timeout: float) -> None:
+        """Until a followed task reports or timeout passes; every report waiting is taken."""
+        if not self.followed:
+            time.sleep(timeout)
+            return
+        if self.pubsub.get_message(timeout=timeout) is not None:
+            while self.pubsub.get_message(timeout=0) is not None:
+                pass
+
+    def close(self) -> None:
+        with contextlib.suppress(*BROKER_ERRORS):  # the broker may be gone: nothing to undo
+            self.pubsub.close()
+
+
 class Dispatcher:
     """One --broker run's nodes, sent and followed to their outcomes."""
 
@@ -180,6 +215,7 @@ class Dispatcher:
         self.worker_timeout = worker_timeout
         self.flights: dict[str, _Flight] = {}
         self._revoked = False
+        self.news = _News(app)
 
     def run(self, names: Sequence[str]) -> None:
         """Every node of names ends recorded, unless the run is stopped before it is sent."""
@@ -199,13 +235,14 @@ class Dispatcher:
                     elif now - down_since >= self.worker_timeout:
                         self._abandon(waiting, f"{type(exc).__name__}: {exc}")
                         return
-                time.sleep(_POLL_S)
+                    time.sleep(_POLL_S)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the workers
             for flight in list(self.flights.values()):
                 stopped = f"the controller stopped waiting for {_who(flight)}"
                 self._give_up(flight, Status.INTERRUPTED, stopped)
         finally:
             watch.close()
+            self.news.close()
 
     def _step(self, waiting: deque[str], watch: _QueueWatch) -> None:
         if self.stop_event.is_set() and not self._revoked:
@@ -214,6 +251,7 @@ class Dispatcher:
             self._send(self.nodes[waiting[0]])
             waiting.popleft()  # only once it is sent: a send that fails is tried again
         self._poll(watch)
+        self.news.wait(_POLL_S)
 
     def _abandon(self, waiting: deque[str], error: str) -> None:
         """The broker stayed away for the worker timeout: every node ends failed, saying so."""
@@ -231,6 +269,7 @@ class Dispatcher:
     def _send(self, node: NodeConfig) -> None:
         task_id = str(uuid.uuid4())
         queue = queue_for(node.site)
+        self.news.follow(task_id)  # before the task exists: no report can be missed
         self.app.send_task(
             TASK_NAME, args=[self.jobs[node.name].to_message()], queue=queue, task_id=task_id
         )
@@ -332,6 +371,9 @@ class Dispatcher:
 
     def _record(self, flight: _Flight, outcome: NodeOutcome) -> None:
         del self.flights[flight.task_id]
+        if flight.task_id:  # "" for a node that was never sent
+            with contextlib.suppress(*BROKER_ERRORS):  # the broker gone, nothing to undo
+                self.news.forget(flight.task_id)
         self.recorder.node_finished(outcome, flight.node.secrets)
 
 
