@@ -104,8 +104,11 @@ def _bench(args: argparse.Namespace) -> int:
             if {KENORNIR, KENORNIR_SFTP, KENORNIR_BROKER} & set(contenders):
                 runner.prepare_kenornir()
             if KENORNIR_BROKER in contenders:
-                url = broker.enter_context(_broker_worker(work_dir, runner.cache_dir, args.workers))
-                runner.job = job = replace(job, broker=url)
+                worker = broker.enter_context(
+                    _broker_worker(work_dir, runner.cache_dir, args.workers)
+                )
+                runner.job = job = replace(job, broker=worker.broker)
+                runner.broker_worker_pid = worker.process.pid
             measurements = runner.rounds(contenders, args.rounds, args.second_run)
             profile = profile_kenornir(runner, args.scenario, work_dir) if args.profile else None
             cpu = cpu_by_command(runner, contenders, work_dir) if args.cpu_profile else None
@@ -148,15 +151,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _broker_worker(work_dir: Path, cache_dir: Path, concurrency: int) -> Iterator[str]:
+def _broker_worker(work_dir: Path, cache_dir: Path, concurrency: int) -> Iterator[Worker]:
     """Debian's redis-server and one `kenornir worker` taking the nodes (its package cache is
-    the one prepared for kenornir); the broker URL."""
+    the one prepared for kenornir)."""
     with redis_server(work_dir / "redis") as redis:
         worker = Worker(
             work_dir / "worker", redis.url(), "bench", concurrency=concurrency, cache_dir=cache_dir
         )
         try:
-            yield redis.url()
+            yield worker
         finally:
             worker.stop()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.contenders import (
     COMMANDS,
     KENORNIR,
+    KENORNIR_BROKER,
     KENORNIR_SECOND_RUN,
     Command,
     RunPaths,
@@ -68,6 +69,8 @@ class Runner:
         self.wire = wire
         self.runs_dir = runs_dir
         self.cache_dir = runs_dir.parent / "kenornir-cache"
+        # The kenornir worker of the kenornir-broker contender: its CPU is that run's too.
+        self.broker_worker_pid: int | None = None
 
     def rounds(self, contenders: Sequence[str], rounds: int, second_run: bool) -> list[Measurement]:
         """Every contender once per round, first runs on reset nodes; the order rotates each
@@ -119,7 +122,9 @@ class Runner:
         output = paths.run_dir / "output.log"
         log.info("round %d: %s", round_number, contender)
         before = self.wire.read()
+        worker_cpu = self._broker_worker_cpu_s()
         self._metered(command, paths.run_dir, under)
+        worker_cpu = self._broker_worker_cpu_s() - worker_cpu
         after = self.wire.read()
         figures = json.loads((paths.run_dir / "meter.json").read_text())
         if figures["exit_code"] != 0:
@@ -129,10 +134,17 @@ class Runner:
             contender,
             round_number,
             figures["wall_s"],
-            figures["cpu_s"],
+            figures["cpu_s"] + (worker_cpu if contender == KENORNIR_BROKER else 0.0),
             max(figures["peak_tree_rss_kib"], figures["max_process_rss_kib"]),
             [after[node.name] - before[node.name] for node in self.job.nodes],
         )
+
+    def _broker_worker_cpu_s(self) -> float:
+        """User + system CPU seconds of the broker's worker so far (0 when there is none)."""
+        if self.broker_worker_pid is None:
+            return 0.0
+        fields = Path(f"/proc/{self.broker_worker_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def verify(self, contender: str, output: Path) -> None:
         """Every node has the binary, the copyFrom files (mode 0755) and one ok join."""

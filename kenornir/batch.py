@@ -14,13 +14,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from nornir import InitNornir
 from nornir.core import Nornir
+from nornir.core.configuration import Config
+from nornir.core.plugins.connections import ConnectionPluginRegister
+from nornir.core.state import GlobalState
 from nornir.core.task import AggregatedResult
+from nornir.plugins.runners import ThreadedRunner
 
 from kenornir.config import BatchConfig, TransferMode, load_config
+from kenornir.connection import CONNECTION_NAME, KenornirSSH
 from kenornir.connection.jumps import JumpPool
 from kenornir.exit_codes import EXIT_OK, EXIT_PREPARE_FAILED
+from kenornir.inventory import KeadmBatchInventory
 from kenornir.outcome import NodeOutcome, Status
 from kenornir.packages import KeadmPackage, PackageError, prepare_packages
 from kenornir.report import (
@@ -140,9 +145,15 @@ def init_nornir(
     retry: RetryPolicy | None = None,
     rejoin: bool = False,
 ) -> Nornir:
-    """A Nornir over the config's nodes (see nornir_settings for the arguments)."""
+    """A Nornir over the config's nodes (see nornir_settings for the arguments).
+
+    What `InitNornir(**nornir_settings(...))` makes, built from the same settings without
+    InitNornir's three scans of every installed package's entry points (about 6 ms of CPU per
+    call): a kenornir worker builds one Nornir per node.
+    """
+    batch = _as_config(config)
     settings = nornir_settings(
-        config,
+        batch,
         workers=workers,
         ssh=ssh,
         stop_event=stop_event,
@@ -150,7 +161,13 @@ def init_nornir(
         retry=retry,
         rejoin=rejoin,
     )
-    return InitNornir(**settings)
+    ConnectionPluginRegister.register(CONNECTION_NAME, KenornirSSH)
+    return Nornir(
+        inventory=KeadmBatchInventory(config=batch).load(),
+        runner=ThreadedRunner(**settings["runner"]["options"]),
+        config=Config.from_dict(**settings),
+        data=GlobalState(),
+    )
 
 
 def selected_names(batch: BatchConfig, selection: Selection) -> list[str]:

@@ -124,6 +124,7 @@ class Worker:
         cache_dir: Path | None = None,
     ) -> None:
         self.name = name
+        self.broker = broker
         self.log = workdir / f"worker-{name}.log"
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "kenornir", "worker", "--name", name]

@@ -86,6 +86,7 @@ def upstream_config(lab: Lab, lab_packages: dict[str, Path], workdir: Path) -> P
 def first_run(upstream_config: Path, workdir: Path, lab: Lab) -> BatchRun:
     for node in lab.nodes:  # a clean slate: nothing staged, nothing joined
         lab.exec(node.name, "rm -rf /tmp/kubeedge /var/lib/kubeedge/*")
+    lab.forget_joins()  # this module-scoped run starts before the per-test autouse unjoin
     return run(upstream_config, workdir, "first")
 
 
