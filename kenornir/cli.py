@@ -672,6 +672,13 @@ def worker(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
+    from kenornir.packages import PackageError, default_cache_root, private_cache_root
+
+    try:  # an unsafe cache dir stops the worker now, not each node it takes
+        private_cache_root(args.cache_dir or default_cache_root())
+    except PackageError as exc:
+        print(f"kenornir: error: {exc}", file=sys.stderr)
+        return EXIT_PREPARE_FAILED
     from kenornir.distributed.worker import WorkerSettings, run_worker
 
     settings = WorkerSettings(url, sites=sites, concurrency=args.concurrency)

@@ -3,7 +3,10 @@ to a worker, the broker URL, TLS settings, sites, queues, and the records that n
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,34 @@ def test_records_name_their_worker_and_the_summary_shows_it(tmp_path: Path) -> N
     assert row.split()[6] == "w1"
     local = NodeOutcome("edge-2", "127.0.0.2:22", status=Status.OK)
     assert "WORKER" not in summary_table([local], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "message"),
+    [
+        ([], 2, "give --broker URL (or set KENORNIR_BROKER)"),
+        (["--broker", "http://127.0.0.1/0"], 2, "not a Redis URL"),
+        (["--broker", "redis://:${NO_SUCH_VAR}@127.0.0.1/0"], 2, "NO_SUCH_VAR is not set"),
+        (["--broker", "redis://127.0.0.1/0", "--site", "North"], 2, "not a site name"),
+        (["--broker", "redis://127.0.0.1/0", "--cache-dir", "{open}"], 3, "writable by group"),
+    ],
+)
+def test_a_worker_refuses_bad_input_in_one_line_before_it_starts(
+    tmp_path: Path, arguments: list[str], code: int, message: str
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    env = {k: v for k, v in os.environ.items() if k not in ("KENORNIR_BROKER", "NO_SUCH_VAR")}
+    argv = [arg.replace("{open}", str(shared)) for arg in arguments]
+    done = subprocess.run(
+        [sys.executable, "-m", "kenornir", "worker", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("kenornir: error: ") and message in line
