@@ -42,7 +42,7 @@ from kenornir.report import (
 )
 from kenornir.retry import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY_S, RetryPolicy
 from kenornir.tasks.join import join_node
-from kenornir.template import masked_url
+from kenornir.template import masked_url, url_secrets
 
 
 class SelectionError(Exception):
@@ -274,7 +274,8 @@ def run_batch(
     names = selected_names(batch, selection)
     if not names:  # --rerun-failed of a run where every node ended ok: no new run at all
         return BatchRun(selection.rerun_failed or Path(), EXIT_OK, [])
-    secrets = batch.secrets
+    # The broker's password too: a library's error may quote the URL it could not reach.
+    secrets = (*batch.secrets, *url_secrets(options.broker or ""))
     remote = None
     if options.broker:  # Celery is imported for --broker runs only
         from kenornir.distributed.broker import connected_app

@@ -250,6 +250,26 @@ def test_a_site_without_a_worker_ends_unreachable_and_the_rest_goes_on(
     assert by_node[second]["worker"] is None
     assert report["returncode"] == 1
     assert "no worker for site south" in (tmp_path / "run" / f"{second}.log").read_text()
+    # The token is written in this config: it travels, and the controller says so once.
+    warnings = [line for line in report["stderr"].splitlines() if "travel through" in line]
+    assert len(warnings) == 1 and "keadm.cmdTplArgs.token" in warnings[0], report["stderr"]
+
+
+def test_a_worker_without_the_nodes_secret_fails_the_node_saying_so(
+    make_lab: LabFactory, offline: Path, tmp_path: Path
+) -> None:
+    lab = make_lab(nodes=1)
+    config = plain_config(lab, tmp_path, "no-secret.yaml")
+    with (
+        redis_server(tmp_path / "redis") as redis,
+        workers(lambda: Worker(tmp_path, redis.url(), "hq")),  # no KN_TEST_JOIN_TOKEN here
+    ):
+        report = controller(tmp_path, config, "run", "--broker", redis.url())
+    (record,) = report["nodes"]
+    assert (record["status"], record["worker"]) == ("failed", "hq")
+    assert record["reason"].startswith("the config does not validate on worker hq: ")
+    assert f"environment variable {TOKEN_VARIABLE} is not set" in record["reason"]
+    assert lab.join_records(record["node"]) == []
 
 
 def test_a_broker_that_is_down_stops_the_run_with_one_line(
