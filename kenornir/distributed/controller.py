@@ -285,20 +285,33 @@ class Dispatcher:
         for task_id, value in zip(ids, raw, strict=True):
             flight = self.flights[task_id]
             meta: dict[str, Any] = backend.decode_result(value) if value else {}
-            status = meta.get("status")
-            if status == PROGRESS:
-                self._progress(flight, Progress.from_message(meta["result"]), now)
-            elif status == states.SUCCESS:
-                self._done(flight, NodeDone.from_message(meta["result"]))
-            elif status == states.FAILURE:
-                reason = f"{_who(flight)} failed to run it: {meta.get('result')}"
-                self._give_up(flight, Status.FAILED, reason)
-            elif flight.worker is None:
-                self._check_queue(flight, watch, now)
+            self._update(flight, meta.get("status"), meta.get("result"), watch, now)
             lost = flight.worker is not None and now - flight.beat_seen >= self.worker_timeout
             if lost and task_id in self.flights:
                 silent = f"no word from it for {self.worker_timeout:g} s"
                 self._give_up(flight, Status.FAILED, f"{_who(flight)} lost ({silent})")
+
+    def _update(
+        self, flight: _Flight, status: object, result: Any, watch: _QueueWatch, now: float
+    ) -> None:
+        """One node's state as the result backend holds it (no key yet: still queued)."""
+        try:
+            if status == PROGRESS:
+                self._progress(flight, Progress.from_message(result), now)
+                return
+            if status == states.SUCCESS:
+                self._done(flight, NodeDone.from_message(result))
+                return
+        except (KeyError, TypeError, ValueError) as exc:
+            unreadable = f"{_who(flight)} sent a report this controller cannot read ({exc!r})"
+            self._give_up(flight, Status.FAILED, f"{unreadable}: kenornir versions differ?")
+            return
+        if status == states.FAILURE:
+            self._give_up(flight, Status.FAILED, f"{_who(flight)} failed to run it: {result}")
+        elif status == states.REVOKED:  # a worker dropped it: the run was stopped
+            self._give_up(flight, *_stopped(flight), revoke=False)
+        elif flight.worker is None:
+            self._check_queue(flight, watch, now)
 
     def _progress(self, flight: _Flight, progress: Progress, now: float) -> None:
         if flight.worker is None:
@@ -353,12 +366,13 @@ class Dispatcher:
         self._record(flight, outcome)
 
     def _revoke_all(self) -> None:
-        """On a stop: running nodes are stopped by their workers; queued ones are dropped."""
+        """On a stop: running nodes are stopped by their workers; queued ones are dropped (the
+        run's report says they never started)."""
         for flight in list(self.flights.values()):
             if flight.worker is None:
                 self.app.control.revoke(flight.task_id)
                 self.app.backend.mark_as_revoked(flight.task_id, "run interrupted")
-                del self.flights[flight.task_id]
+                self._forget(flight)
         if self.flights:
             self.app.control.revoke(list(self.flights))
         self._revoked = True
@@ -370,11 +384,20 @@ class Dispatcher:
         flight.opened = True
 
     def _record(self, flight: _Flight, outcome: NodeOutcome) -> None:
+        self._forget(flight)
+        self.recorder.node_finished(outcome, flight.node.secrets)
+
+    def _forget(self, flight: _Flight) -> None:
         del self.flights[flight.task_id]
         if flight.task_id:  # "" for a node that was never sent
             with contextlib.suppress(*BROKER_ERRORS):  # the broker gone, nothing to undo
                 self.news.forget(flight.task_id)
-        self.recorder.node_finished(outcome, flight.node.secrets)
+
+
+def _stopped(flight: _Flight) -> tuple[Status, str]:
+    if flight.worker is None:
+        return Status.SKIPPED, "run interrupted before this node started"
+    return Status.INTERRUPTED, f"run interrupted; {_who(flight)} dropped it"
 
 
 def _who(flight: _Flight) -> str:
