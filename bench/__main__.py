@@ -114,7 +114,7 @@ def _bench(args: argparse.Namespace) -> int:
             cpu = cpu_by_command(runner, contenders, work_dir) if args.cpu_profile else None
     help_seconds = _help_seconds(args.help_runs, work_dir) if KENORNIR in contenders else None
     summaries = summarize(measurements)
-    found = targets(summaries, args.scenario, job.binary_size, help_seconds)
+    found = targets(summaries, args.scenario, job.binary_size, help_seconds, args.nodes)
     print(header)
     print(machine)
     if link_check is not None:

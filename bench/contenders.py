@@ -16,11 +16,13 @@ KENORNIR = "kenornir"
 KENORNIR_SECOND_RUN = "kenornir (2nd run)"
 # kenornir with --transfer sftp: the path it takes on nodes whose userland cannot stream (BusyBox).
 KENORNIR_SFTP = "kenornir-sftp"
+# kenornir's first run: an empty package cache and a fresh HOME, preparation inside the run.
+KENORNIR_COLD = "kenornir-cold"
 # kenornir --broker: the same nodes through Redis and one `kenornir worker` on this machine.
 KENORNIR_BROKER = "kenornir-broker"
 OPENSSH = "openssh"
 ANSIBLE = "ansible"
-CONTENDERS = (KENORNIR, KENORNIR_SFTP, KENORNIR_BROKER, OPENSSH, ANSIBLE)
+CONTENDERS = (KENORNIR, KENORNIR_COLD, KENORNIR_SFTP, KENORNIR_BROKER, OPENSSH, ANSIBLE)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ def kenornir(job: Job, paths: RunPaths) -> Command:
 def kenornir_sftp(job: Job, paths: RunPaths) -> Command:
     command = kenornir(job, paths)
     return Command([*command.argv, "--transfer", "sftp"], command.env)
+
+
+def kenornir_cold(job: Job, paths: RunPaths) -> Command:
+    """kenornir as a new user runs it: nothing cached, its cache made inside the timed run."""
+    fresh = paths.run_dir / "fresh"
+    command = kenornir(job, RunPaths(paths.run_dir, paths.known_hosts, fresh / "cache"))
+    return Command(command.argv, {**command.env, "HOME": str(fresh / "home")})
 
 
 def kenornir_broker(job: Job, paths: RunPaths) -> Command:
@@ -107,6 +116,7 @@ def ansible(job: Job, paths: RunPaths) -> Command:
 COMMANDS: Mapping[str, Callable[[Job, RunPaths], Command]] = {
     KENORNIR: kenornir,
     KENORNIR_SECOND_RUN: kenornir,
+    KENORNIR_COLD: kenornir_cold,
     KENORNIR_SFTP: kenornir_sftp,
     KENORNIR_BROKER: kenornir_broker,
     OPENSSH: openssh,
