@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
 FAULTY = "node-001"
 BIG_BINARY_SIZE = 64 * 2**20
-# keadm's part file, as it unpacks (notes.part_path: named by its sha256).
-PART_GLOB = "keadm.????????????????.kenornir-part"
+# The zstd frame of keadm as it arrives (notes.part_path: named by its sha256 and form); it is
+# unpacked once whole, so its growing is the upload under way.
+PART_GLOB = "keadm.????????????????.zst.kenornir-part"
 
 
 @pytest.fixture(scope="module")
