@@ -456,8 +456,8 @@ def receive(files: Sequence[Incoming]) -> str:
     """The script that takes every file off stdin, one after the other, and puts it in place.
 
     The staging dirs are checked first (as whoever writes there). Each file's bytes go to its
-    part file (kn_take), after those a cut upload left there; a packed file is unpacked as they
-    arrive. Every file is checked for its full size, a resumed file for its sha256 too (a
+    part file (kn_take), after those a cut upload left there; a packed file is unpacked once it
+    is whole. Every file is checked for its full size, a resumed file for its sha256 too (a
     packed one is by the checksum its form carries); only then are modes set, files renamed
     over their final paths and notes written. Unpacked parts never outlive the script; the
     sent parts of a cut upload stay for the next try.

@@ -17,7 +17,7 @@ KEADM_MODE = 0o755  # and of every copyFrom file, as upstream uploads them
 
 @dataclass(frozen=True)
 class PackedFile:
-    """Compressed forms of the file, sent instead of it and unpacked on the node as they arrive.
+    """Compressed forms of the file, sent instead of it and unpacked on the node once whole.
 
     keadm compresses about 3.3:1, so either sends a third of the bytes or less. A node with
     zstd gets the zstd frame, which it unpacks about 5x faster than gzip; any other node gets

@@ -203,7 +203,7 @@ def upload_files(
     Args:
         remote_state: what a probe already learned of the node (facts.probe_node); asked
             here otherwise.
-        transfer: "stream" (every file in one command, packed files unpacked as they arrive),
+        transfer: "stream" (every file in one command, packed files unpacked once whole),
             "sftp" (file by file, resumable), or "auto": the stream where the node's `head -c`
             cuts a pipe exactly, else SFTP. Default: the run's choice (--transfer), else auto.
     Returns:
