@@ -29,6 +29,7 @@ from bench.report import (
     broker_overhead_line,
     link_check_lines,
     machine_line,
+    per_node_line,
     render_table,
     summarize,
     targets,
@@ -120,9 +121,9 @@ def _bench(args: argparse.Namespace) -> int:
     if link_check is not None:
         print(link_check_lines(link_check))
     print(render_table(summaries))
-    overhead = broker_overhead_line(summaries, args.nodes)
-    if overhead is not None:
-        print(overhead)
+    for line in (per_node_line(summaries, args.nodes), broker_overhead_line(summaries, args.nodes)):
+        if line is not None:
+            print(line)
     if help_seconds is not None:
         print(f"kenornir --help: median {help_seconds:.3f} s of {args.help_runs} runs")
     print("targets:")

@@ -46,31 +46,33 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def resident_kib(pid: int) -> int:
-    """The process's resident set in KiB (0 once it exited or is a zombie)."""
+def resident_kib_and_threads(pid: int) -> tuple[int, int]:
+    """The process's resident set in KiB and its thread count (0, 0 once it exited)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+        return 0, 0
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    resident = fields.get("VmRSS", "0 kB").split()[0]  # a zombie has no VmRSS
+    return int(resident), int(fields.get("Threads", "0").strip() or 0)
 
 
 class _TreeSampler(threading.Thread):
-    """Sums the resident sets of every process below this one, keeping the highest sum."""
+    """Sums the resident sets and the threads of every process below this one, keeping the
+    highest sums."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak_kib = 0
+        self.peak_threads = 0
         self.stopped = threading.Event()
 
     def run(self) -> None:
         me = os.getpid()
         while not self.stopped.is_set():
-            total = sum(resident_kib(pid) for pid in descendants(me))
-            self.peak_kib = max(self.peak_kib, total)
+            figures = [resident_kib_and_threads(pid) for pid in descendants(me)]
+            self.peak_kib = max(self.peak_kib, sum(kib for kib, _ in figures))
+            self.peak_threads = max(self.peak_threads, sum(threads for _, threads in figures))
             self.stopped.wait(_SAMPLE_SECONDS)
 
 
@@ -120,6 +122,7 @@ def main(argv: Sequence[str]) -> int:
         "exit_code": exit_code,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_tree_rss_kib": sampler.peak_kib,
+        "peak_threads": sampler.peak_threads,
         # The largest single process: exact, where the sampled sum may miss a short peak.
         "max_process_rss_kib": usage.ru_maxrss,
     }

@@ -54,6 +54,7 @@ class Measurement:
     cpu_s: float  # user + system of the whole process tree on the controller
     peak_rss_kib: int  # the whole process tree's, see bench/meter.py
     sent_bytes: Sequence[int]  # on the wire to each node, in node order
+    peak_threads: int  # of the whole process tree
 
     @property
     def sent_per_node(self) -> float:
@@ -137,6 +138,7 @@ class Runner:
             figures["cpu_s"] + (worker_cpu if contender == KENORNIR_BROKER else 0.0),
             max(figures["peak_tree_rss_kib"], figures["max_process_rss_kib"]),
             [after[node.name] - before[node.name] for node in self.job.nodes],
+            figures["peak_threads"],
         )
 
     def _broker_worker_cpu_s(self) -> float:

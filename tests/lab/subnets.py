@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_SUBNET = "127.0.10"
 NODES_PER_BLOCK = 250
-MAX_NODES = 999  # node names are node-001 .. node-999
+MAX_NODES = 1000  # node names are node-001 .. node-1000
 _LEASE_DIR = Path("/run/lock/kenornir-lab")
 
 
