@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", parents=[common], help="start the lab nodes")
-    up.add_argument("--nodes", type=int, default=5, help="how many nodes (default 5, max 999)")
+    up.add_argument("--nodes", type=int, default=5, help="how many nodes (default 5, max 1000)")
     up.add_argument("--arch-mix", action="store_true", help="cycle x86_64, aarch64, armv7l")
     up.add_argument(
         "--busybox", type=int, default=0, metavar="K", help="the last K nodes run BusyBox tools"
