@@ -612,7 +612,7 @@ def verbose_result(results: object) -> str:
     return captured.getvalue()
 
 
-# --- prepare ------------------------------------------------------------------------------
+# --- worker -------------------------------------------------------------------------------
 
 
 def add_worker(subcommands: Subcommands) -> None:
@@ -688,6 +688,9 @@ def worker(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, cache_dir=args.cache_dir)
     run_worker(settings)
     return EXIT_OK
+
+
+# --- prepare ------------------------------------------------------------------------------
 
 
 def add_prepare(subcommands: Subcommands) -> None:
