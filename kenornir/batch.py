@@ -277,10 +277,14 @@ def run_batch(
     # The broker's password too: a library's error may quote the URL it could not reach.
     secrets = (*batch.secrets, *url_secrets(options.broker or ""))
     remote = None
+    texts: dict[str, str] = {}
     if options.broker:  # Celery is imported for --broker runs only
         from kenornir.distributed.broker import connected_app
+        from kenornir.distributed.controller import portable_nodes
 
-        remote = connected_app(options.broker)  # BrokerError (exit 2) before any run dir
+        # BrokerError or ConfigError (exit 2) before any run dir.
+        remote = connected_app(options.broker)
+        texts = portable_nodes(batch, options.ssh_config)
     terminal = Terminal(stream, secrets, progress=progress, total=len(names))
     run_dir = new_run_dir(options.run_dir)
     restore_logging = route_library_logs(run_dir / RUN_LOG_FILE, secrets)
@@ -315,6 +319,7 @@ def run_batch(
                         remote,
                         batch,
                         names,
+                        texts,
                         packages=packages,
                         options=options,
                         recorder=recorder,

@@ -533,6 +533,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         labels.append((key, value))
     from kenornir.batch import RunOptions, Selection, SelectionError, run_batch
+    from kenornir.config import ConfigError
     from kenornir.distributed.url import BrokerError
     from kenornir.report import RunDirError, summary_table
     from kenornir.template import mask_secrets
@@ -578,6 +579,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except (SelectionError, RunDirError, BrokerError) as exc:
         print(f"kenornir: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:  # the file went away before a --broker run read it again
+        for line in exc.errors:
+            print(line, file=sys.stderr)
         return EXIT_USAGE
     if batch_run.prepare_error is not None:
         failure = mask_secrets(batch_run.prepare_error, config.secrets)

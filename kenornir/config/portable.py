@@ -73,9 +73,24 @@ class WorkerEnvironment(Mapping[str, str]):
         return len(self.env)
 
 
+def config_text(path: str | Path) -> str:
+    """The config file's text, read again for the workers.
+
+    Raises:
+        ConfigError: it cannot be read now (moved, or not a file: a config made in Python).
+    """
+    try:
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            [f"{path}: cannot be read for the workers: {reason} (a --broker run needs the file)"]
+        ) from None
+
+
 def _composed(path: str | Path, ssh_config: Path | None) -> Node:
     reader = Reader(str(path), {}, Path(path).parent)
-    root = reader.compose(Path(path).read_bytes().decode("utf-8-sig"))
+    root = reader.compose(config_text(path))
     if root is None:
         raise ConfigError(reader.errors)
     if ssh_config is not None:

@@ -26,7 +26,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from kenornir.config import BatchConfig, NodeConfig
-from kenornir.config.portable import node_texts, travelling_secret_fields
+from kenornir.config.portable import config_text, node_texts, travelling_secret_fields
 from kenornir.distributed.broker import TASK_NAME, queue_for, redis_backend
 from kenornir.distributed.job import PROGRESS, NodeDone, NodeJob, Progress
 from kenornir.outcome import NodeOutcome, Stage, Status
@@ -45,27 +45,39 @@ _ASK_WORKERS_EVERY_S = 2.0
 _ASK_WORKERS_TIMEOUT_S = 1.0
 
 
-def run_remote(
-    app: Celery,
-    batch: BatchConfig,
-    names: Sequence[str],
-    *,
-    packages: Mapping[str, KeadmPackage],
-    options: RunOptions,
-    recorder: RunRecorder,
-    stop_event: threading.Event,
-) -> None:
-    """Run the named nodes on the workers of app's broker; every outcome goes to recorder."""
-    from kenornir.batch import ssh_options
+def portable_nodes(batch: BatchConfig, ssh_config: Path | None) -> dict[str, str]:
+    """Each node's part of the config, as its worker gets it; warns once about the secrets
+    written in the file, which travel with it.
 
-    texts = node_texts(batch.source, batch, ssh_config=options.ssh_config)
-    travelling = travelling_secret_fields(Path(batch.source).read_text("utf-8-sig"), batch.secrets)
+    Raises:
+        ConfigError: the config file cannot be read again.
+    """
+    texts = node_texts(batch.source, batch, ssh_config=ssh_config)
+    travelling = travelling_secret_fields(config_text(batch.source), batch.secrets)
     if travelling:
         logger.warning(
             "secrets written in the config travel through the broker to the workers: %s "
             "(write them as ${NAME} and set NAME in the workers' environment)",
             ", ".join(travelling),
         )
+    return texts
+
+
+def run_remote(
+    app: Celery,
+    batch: BatchConfig,
+    names: Sequence[str],
+    texts: Mapping[str, str],
+    *,
+    packages: Mapping[str, KeadmPackage],
+    options: RunOptions,
+    recorder: RunRecorder,
+    stop_event: threading.Event,
+) -> None:
+    """Run the named nodes on the workers of app's broker, each as its part of the config in
+    texts (portable_nodes); every outcome goes to recorder."""
+    from kenornir.batch import ssh_options
+
     ssh = {
         key: str(value) if isinstance(value, Path) else value
         for key, value in ssh_options(options).items()

@@ -171,11 +171,10 @@ class NodeRunner:
         except PackageError as exc:
             reason = str(exc)
             return NodeOutcome(job.node, address, status=Status.FAILED, reason=reason)
-        ssh = dict(job.ssh)
         nr = init_nornir(
             batch,
             workers=1,
-            ssh=ssh,
+            ssh=job.ssh,
             stop_event=running.stop,
             transfer=job.transfer,  # type: ignore[arg-type]
             retry=RetryPolicy(job.retries, job.retry_delay),
